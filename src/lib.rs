@@ -1,1 +1,5 @@
-//! keyshift
+//! keyshift moves Grafana API keys to service accounts and keeps them true.
+//!
+//! Module map:
+
+pub mod secret; // Secret: keeps passwords and tokens out of logs
