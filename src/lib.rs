@@ -3,3 +3,4 @@
 //! Module map:
 
 pub mod secret; // Secret: keeps passwords and tokens out of logs
+pub mod role; // Role: Grafana's basic org roles
