@@ -2,5 +2,7 @@
 //!
 //! Module map:
 
-pub mod secret; // Secret: keeps passwords and tokens out of logs
+pub mod grafana; // Grafana client: wire types, errors, versions, routes
+pub mod retry;
 pub mod role; // Role: Grafana's basic org roles
+pub mod secret; // Secret: keeps passwords and tokens out of logs // retries with capped exponential backoff (the only user of backoff)
