@@ -2,5 +2,6 @@
 //!
 //! Module map:
 
-pub mod secret; // Secret: keeps passwords and tokens out of logs
+pub mod ledger; // Ledger: SQLite record of runs, credentials, accounts, calls
 pub mod role; // Role: Grafana's basic org roles
+pub mod secret; // Secret: keeps passwords and tokens out of logs
