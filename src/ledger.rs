@@ -79,6 +79,7 @@ impl Ledger {
         path: PathBuf,
         lock: Option<LockFile>,
     ) -> Result<Ledger, LedgerError> {
+        schema::ensure_supported(&conn, &path)?;
         configure(&conn).map_err(|source| LedgerError::Open {
             path: path.clone(),
             source,

@@ -149,18 +149,7 @@ fn migrate_with(
     path: &Path,
     migrations: &[&str],
 ) -> Result<(), LedgerError> {
-    let supported = migrations.len() as i64;
-    let found = user_version(conn).map_err(|source| LedgerError::Open {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    if found > supported {
-        return Err(LedgerError::SchemaTooNew {
-            path: path.to_path_buf(),
-            found,
-            supported,
-        });
-    }
+    let found = check_version(conn, path, migrations.len() as i64)?;
 
     for (index, sql) in migrations.iter().enumerate().skip(found as usize) {
         let version = index as i64 + 1;
@@ -172,6 +161,28 @@ fn migrate_with(
         info!(path = %path.display(), version, "ledger schema migrated");
     }
     Ok(())
+}
+
+/// Refuses a database newer than this binary; returns its version.
+///
+/// Called before any pragma that writes, so a refused file is untouched.
+pub fn ensure_supported(conn: &Connection, path: &Path) -> Result<i64, LedgerError> {
+    check_version(conn, path, SUPPORTED_VERSION)
+}
+
+fn check_version(conn: &Connection, path: &Path, supported: i64) -> Result<i64, LedgerError> {
+    let found = user_version(conn).map_err(|source| LedgerError::Open {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    if found > supported {
+        return Err(LedgerError::SchemaTooNew {
+            path: path.to_path_buf(),
+            found,
+            supported,
+        });
+    }
+    Ok(found)
 }
 
 fn apply_one(conn: &mut Connection, sql: &str, version: i64) -> rusqlite::Result<()> {

@@ -161,6 +161,10 @@ fn newer_file_is_refused() {
     );
     let conn = rusqlite::Connection::open(&path).unwrap();
     assert_eq!(schema::user_version(&conn).unwrap(), 42);
+    let mode: String = conn
+        .query_row("PRAGMA journal_mode", [], |row| row.get(0))
+        .unwrap();
+    assert_eq!(mode, "delete", "a refused file must not be switched to WAL");
 }
 
 // After a checkpoint the write-ahead log is empty.
