@@ -1,10 +1,22 @@
 //! keyshift moves Grafana API keys to service accounts and keeps them true.
 //!
 //! Module map:
+//! - `apply`: carries out a plan, intent before and result after each call
+//! - `grafana`: the HTTP client, wire types, errors and version gates
+//! - `inventory`: discovery of the estate: orgs, keys, accounts, tokens
+//! - `ledger`: the SQLite record of runs, credentials, accounts and calls
+//! - `plan`: planning, a pure function of inventory, ledger and policy
+//! - `report`: per-run Markdown and JSON reports, with retention
+//! - `retry`: capped exponential backoff (the only user of `backoff`)
+//! - `role`: Grafana's basic org roles
+//! - `secret`: keeps passwords and tokens out of logs
 
-pub mod grafana; // Grafana client: wire types, errors, versions, routes
-pub mod inventory; // discovery of the estate: orgs, keys, accounts, tokens
+pub mod apply;
+pub mod grafana;
+pub mod inventory;
+pub mod ledger;
 pub mod plan;
+pub mod report;
 pub mod retry;
-pub mod role; // Role: Grafana's basic org roles
-pub mod secret; // Secret: keeps passwords and tokens out of logs // retries with capped exponential backoff (the only user of backoff) // planning: a pure function of inventory, ledger and policy
+pub mod role;
+pub mod secret;
