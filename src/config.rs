@@ -149,7 +149,8 @@ fn parse_raw(text: &str, origin: &Path) -> Result<raw::RawConfig, ConfigError> {
         let key = err.path().to_string();
         let inner = err.into_inner();
         let line = inner.span().map_or(0, |span| line_of(text, span.start));
-        let message = inner.message().to_string();
+        // toml's messages may span lines; an error is one line here.
+        let message = inner.message().trim().replace('\n', "; ");
         if key.is_empty() || key == "." {
             let path = origin.to_path_buf();
             ConfigError::Syntax {

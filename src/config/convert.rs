@@ -194,7 +194,7 @@ fn grafana_url(ctx: &Ctx<'_>, text: String) -> Result<Url, ConfigError> {
             key,
             Problem::Url {
                 value: text.clone(),
-                source,
+                error: source,
             },
         )
     })?;
@@ -382,7 +382,7 @@ fn use_case(ctx: &Ctx<'_>, key: &str, raw: RawUseCase) -> Result<UseCaseRule, Co
         ctx.err(
             &match_key,
             Problem::Regex {
-                source: Box::new(source),
+                error: Box::new(source),
             },
         )
     })?;
@@ -556,7 +556,7 @@ fn reconcile(ctx: &Ctx<'_>, raw: RawReconcile) -> Result<ReconcileConfig, Config
             "reconcile.schedule",
             Problem::Cron {
                 value: text.clone(),
-                source,
+                error: source,
             },
         )
     })?;

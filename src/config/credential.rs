@@ -113,7 +113,7 @@ fn from_credentials_dir(ctx: &Ctx<'_>, name: &str) -> Result<(String, SecretSour
 fn read_secret_file(path: &Path) -> Result<String, Problem> {
     let mut text = std::fs::read_to_string(path).map_err(|source| Problem::SecretFile {
         path: path.to_path_buf(),
-        source,
+        error: source,
     })?;
     if text.ends_with('\n') {
         text.pop();

@@ -49,6 +49,9 @@ impl ConfigError {
 }
 
 /// What is wrong with one key of the config.
+///
+/// Each message is complete on its own (the parser's complaint included),
+/// so [`ConfigError`]'s one line tells the whole story.
 #[derive(Debug, thiserror::Error)]
 pub enum Problem {
     /// Rejected while parsing: unknown key, wrong type.
@@ -89,13 +92,12 @@ pub enum Problem {
         max: i64,
     },
     /// A URL that does not parse.
-    #[error("invalid url {value:?}")]
+    #[error("invalid url {value:?}: {error}")]
     Url {
         /// The value found.
         value: String,
         /// The URL parser's complaint.
-        #[source]
-        source: url::ParseError,
+        error: url::ParseError,
     },
     /// A URL keyshift refuses to use.
     #[error("unusable url: {reason}")]
@@ -104,20 +106,18 @@ pub enum Problem {
         reason: &'static str,
     },
     /// A regex that does not compile.
-    #[error("invalid regex")]
+    #[error("invalid regex: {error}")]
     Regex {
         /// The regex compiler's complaint.
-        #[source]
-        source: Box<regex::Error>,
+        error: Box<regex::Error>,
     },
     /// A cron schedule that does not parse.
-    #[error("invalid cron schedule {value:?}")]
+    #[error("invalid cron schedule {value:?}: {error}")]
     Cron {
         /// The value found.
         value: String,
         /// The cron parser's complaint.
-        #[source]
-        source: cron::error::Error,
+        error: cron::error::Error,
     },
     /// A socket address that does not parse.
     #[error("invalid socket address {value:?}, expected e.g. 127.0.0.1:9464")]
@@ -147,13 +147,12 @@ pub enum Problem {
     #[error("CREDENTIALS_DIRECTORY is not set (systemd LoadCredential=)")]
     NoCredentialsDirectory,
     /// A secret file that cannot be read.
-    #[error("cannot read secret file {}", path.display())]
+    #[error("cannot read secret file {}: {error}", path.display())]
     SecretFile {
         /// The file.
         path: PathBuf,
         /// What the operating system said.
-        #[source]
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// A secret that resolves to nothing.
     #[error("the secret is empty")]
