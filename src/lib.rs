@@ -2,6 +2,7 @@
 //!
 //! Module map:
 //! - `apply`: carries out a plan, intent before and result after each call
+//! - `config`: the TOML config, parsed and validated into typed values
 //! - `grafana`: the HTTP client, wire types, errors and version gates
 //! - `inventory`: discovery of the estate: orgs, keys, accounts, tokens
 //! - `ledger`: the SQLite record of runs, credentials, accounts and calls
@@ -10,8 +11,11 @@
 //! - `retry`: capped exponential backoff (the only user of `backoff`)
 //! - `role`: Grafana's basic org roles
 //! - `secret`: keeps passwords and tokens out of logs
+//! - `sink`: delivers new token secrets to a directory or a command
+//! - `telemetry`: tracing subscriber setup (text, JSON, journal)
 
 pub mod apply;
+pub mod config;
 pub mod grafana;
 pub mod inventory;
 pub mod ledger;
@@ -20,3 +24,5 @@ pub mod report;
 pub mod retry;
 pub mod role;
 pub mod secret;
+pub mod sink;
+pub mod telemetry;
