@@ -50,7 +50,7 @@ pub fn init_with_level(
     verbosity: u8,
 ) -> Result<(), TelemetryError> {
     let under_journal = std::env::var_os("JOURNAL_STREAM").is_some();
-    let ansi = !under_journal && std::io::stderr().is_terminal();
+    let style = LineStyle::choose(under_journal, std::io::stderr().is_terminal());
     let rust_log = std::env::var("RUST_LOG").ok().filter(|v| !v.is_empty());
     let filter = match rust_log {
         Some(directives) => EnvFilter::new(directives),
@@ -58,7 +58,7 @@ pub fn init_with_level(
     };
 
     Registry::default()
-        .with(stderr_layer(format, ansi, !under_journal).with_filter(filter))
+        .with(stderr_layer(format, style).with_filter(filter))
         .try_init()
         .map_err(|source| TelemetryError::AlreadyInstalled { source })
 }
@@ -75,12 +75,31 @@ pub fn default_directives(base: LevelFilter, verbosity: u8) -> String {
     format!("warn,keyshift={level}")
 }
 
+/// Decorations of each log line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct LineStyle {
+    ansi: bool,
+    timestamps: bool,
+}
+
+impl LineStyle {
+    /// The journal stamps and colours lines itself; pipes get no colour.
+    fn choose(under_journal: bool, stderr_is_terminal: bool) -> Self {
+        LineStyle {
+            ansi: !under_journal && stderr_is_terminal,
+            timestamps: !under_journal,
+        }
+    }
+}
+
 type BoxedLayer = Box<dyn Layer<Registry> + Send + Sync>;
 
-/// The formatting layer; the journal stamps lines itself, so no time.
-fn stderr_layer(format: LogFormat, ansi: bool, with_time: bool) -> BoxedLayer {
-    let layer = fmt::layer().with_writer(std::io::stderr).with_ansi(ansi);
-    match (format, with_time) {
+/// The formatting layer for stderr.
+fn stderr_layer(format: LogFormat, style: LineStyle) -> BoxedLayer {
+    let layer = fmt::layer()
+        .with_writer(std::io::stderr)
+        .with_ansi(style.ansi);
+    match (format, style.timestamps) {
         (LogFormat::Text, true) => layer.boxed(),
         (LogFormat::Text, false) => layer.without_time().boxed(),
         (LogFormat::Json, true) => layer.json().boxed(),
@@ -109,10 +128,25 @@ mod tests {
         );
     }
 
-    // A second init reports an error instead of panicking.
+    // Under systemd lines carry no timestamp and no colour.
     #[test]
-    fn second_init_is_an_error() {
-        let _ = init(LogFormat::Text, 0);
-        assert!(init(LogFormat::Json, 0).is_err());
+    fn journal_drops_time_and_colour() {
+        let journal = LineStyle::choose(true, true);
+        assert_eq!(
+            journal,
+            LineStyle {
+                ansi: false,
+                timestamps: false
+            }
+        );
+        let terminal = LineStyle::choose(false, true);
+        assert_eq!(
+            terminal,
+            LineStyle {
+                ansi: true,
+                timestamps: true
+            }
+        );
+        assert!(!LineStyle::choose(false, false).ansi);
     }
 }
