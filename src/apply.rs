@@ -1,0 +1,692 @@
+//! Applying a plan: each use case's steps in order, use cases side by side.
+//!
+//! Every call that changes Grafana is preceded by an intent in the ledger
+//! and followed by its result, so that a run killed at any point can be
+//! resumed (see [`crate::resume`]).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use futures_util::stream::{self, StreamExt};
+use serde_json::json;
+use tracing::{debug, info, warn};
+
+use crate::grafana::wire::UpdateServiceAccount;
+use crate::grafana::{Client, ErrorKind, GrafanaError, TokenCreated};
+use crate::inventory::{Inventory, OrgInventory, Source, SourceCredential, AUTOGEN_PREFIX};
+use crate::ledger::{
+    CredentialLinks, CredentialRecord, CredentialState, Ledger, LedgerError, OperationKind,
+    OperationResult, RunId, SecretFormat, ServiceAccountOrigin, ServiceAccountRecord, SourceKind,
+    TokenRecord,
+};
+use crate::plan::{Action, Member, OrgPlan, Plan, Step, Target, UseCasePlan};
+use crate::role::Role;
+use crate::sink::{Delivery, Replaced, Sink};
+
+/// What apply needs around it.
+pub struct Applier {
+    /// Grafana.
+    pub client: Client,
+    /// The ledger.
+    pub ledger: Arc<Ledger>,
+    /// Where new secrets go.
+    pub sink: Arc<Sink>,
+    /// The run this belongs to.
+    pub run: RunId,
+    /// Use cases worked on at once.
+    pub concurrency: usize,
+    /// Called once per finished use case, for progress display.
+    pub on_progress: Option<Arc<dyn Fn() + Send + Sync>>,
+}
+
+/// How one member ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MemberOutcome {
+    /// Its secret was kept.
+    Kept,
+    /// A replacement token was delivered.
+    Reissued,
+    /// Nothing needed doing.
+    Unchanged,
+    /// Skipped, with the reason.
+    Skipped(String),
+    /// Needs a decision, with the reason.
+    Conflict(String),
+    /// Grafana refused, or a step failed, with the reason.
+    Failed(String),
+}
+
+/// The result of applying a plan.
+#[derive(Debug, Default)]
+pub struct Applied {
+    /// (org, key id) → how the member ended.
+    pub members: HashMap<(i64, i64), MemberOutcome>,
+    /// Changing calls made.
+    pub writes: usize,
+    /// Set when the run stopped early, e.g. because the credential was
+    /// rejected.
+    pub stopped: Option<String>,
+}
+
+/// A step failure: fatal ones stop the whole run.
+#[derive(Debug, thiserror::Error)]
+pub enum StepError {
+    /// Grafana refused or failed.
+    #[error(transparent)]
+    Grafana(#[from] GrafanaError),
+    /// The ledger failed: nothing more may be done without it.
+    #[error(transparent)]
+    Ledger(#[from] LedgerError),
+    /// The sink did not take the secret.
+    #[error("{0}")]
+    Undelivered(String),
+}
+
+impl StepError {
+    fn is_fatal(&self) -> bool {
+        match self {
+            StepError::Grafana(e) => e.is_credential_rejected(),
+            StepError::Ledger(_) => true,
+            StepError::Undelivered(_) => false,
+        }
+    }
+
+    fn describe(&self) -> String {
+        match self {
+            StepError::Grafana(e) if e.kind() == Some(&ErrorKind::Forbidden) => {
+                format!("insufficient-privilege: {e}")
+            }
+            StepError::Grafana(e) if e.kind() == Some(&ErrorKind::LifetimeLimit) => format!(
+                "lifetime over the server's limit; set migration.max_token_lifetime: {e}"
+            ),
+            other => other.to_string(),
+        }
+    }
+}
+
+impl Applier {
+    /// Records what the plan found, then carries out its steps.
+    ///
+    /// # Errors
+    /// Only for ledger failures before any step; step failures are
+    /// reported per member in [`Applied`].
+    pub async fn apply(&self, inventory: &Inventory, plan: &Plan) -> Result<Applied, LedgerError> {
+        for (org, org_plan) in inventory.orgs.iter().zip(&plan.orgs) {
+            self.record_members(org, org_plan)?;
+        }
+        let jobs = inventory.orgs.iter().zip(&plan.orgs).flat_map(|(org, org_plan)| {
+            org_plan.use_cases.iter().map(move |use_case| (org, use_case))
+        });
+        let results: Vec<UseCaseResult> = stream::iter(jobs)
+            .map(|(org, use_case)| self.apply_use_case(org, use_case))
+            .buffer_unordered(self.concurrency.max(1))
+            .collect()
+            .await;
+        let mut applied = Applied::default();
+        for result in results {
+            applied.writes += result.writes;
+            applied.members.extend(result.members);
+            applied.stopped = applied.stopped.or(result.fatal);
+        }
+        Ok(applied)
+    }
+
+    // Discovery data and the plan's decisions go to the ledger first.
+    fn record_members(&self, org: &OrgInventory, plan: &OrgPlan) -> Result<(), LedgerError> {
+        let sources: HashMap<i64, SourceCredential> =
+            org.sources().into_iter().map(|s| (s.key_id, s)).collect();
+        for use_case in &plan.use_cases {
+            for member in &use_case.members {
+                let Some(source) = sources.get(&member.key_id) else { continue };
+                self.record_member(org.org.id, &use_case.name, source, member)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn record_member(
+        &self,
+        org: i64,
+        use_case: &str,
+        source: &SourceCredential,
+        member: &Member,
+    ) -> Result<(), LedgerError> {
+        let known = self.ledger.credential(org, source.key_id)?;
+        let (state, reason) = match &member.action {
+            Action::Skip(reason) => (CredentialState::Skipped, Some(reason.clone())),
+            Action::Conflict(reason) => (CredentialState::Conflict, Some(reason.clone())),
+            _ => (CredentialState::Pending, None),
+        };
+        let record = credential_record(org, use_case, source, state, reason.clone());
+        self.ledger.upsert_credential(&record)?;
+        let Some(known) = known else { return Ok(()) };
+        // Grafana converted a key we knew as legacy (11.6+ at startup).
+        let converted = known.source == SourceKind::LegacyKey
+            && matches!(source.source, Source::AutogenToken { .. });
+        if converted && is_open(known.state) {
+            info!(org, key = source.key_id, "grafana converted the key under keyshift");
+            self.ledger.transition(org, source.key_id, CredentialState::AutoMigrated, None)?;
+        }
+        if is_open(known.state) && state != CredentialState::Pending && known.state != state {
+            self.ledger.transition(org, source.key_id, state, reason.as_deref())?;
+        }
+        if let Source::AutogenToken { service_account } = source.source {
+            let links = CredentialLinks { holder_sa_id: Some(service_account), ..Default::default() };
+            self.ledger.link_credential(org, source.key_id, &links)?;
+        }
+        Ok(())
+    }
+
+    async fn apply_use_case(&self, org: &OrgInventory, plan: &UseCasePlan) -> UseCaseResult {
+        let mut run = UseCaseRun::new(self, org, plan);
+        let outcome = run.execute().await;
+        if let Err(error) = &outcome {
+            warn!(org = org.org.id, use_case = %plan.name, error = %error, "use case failed");
+        }
+        let result = run.finish(outcome);
+        if let Some(progress) = &self.on_progress {
+            progress();
+        }
+        result
+    }
+}
+
+fn is_open(state: CredentialState) -> bool {
+    matches!(
+        state,
+        CredentialState::Pending
+            | CredentialState::Conflict
+            | CredentialState::Blocked
+            | CredentialState::AutoMigrated
+    )
+}
+
+/// The ledger record of a source credential, as discovered.
+pub fn credential_record(
+    org: i64,
+    use_case: &str,
+    source: &SourceCredential,
+    state: CredentialState,
+    reason: Option<String>,
+) -> CredentialRecord {
+    let (kind, holder) = match source.source {
+        Source::LegacyKey => (SourceKind::LegacyKey, None),
+        Source::AutogenToken { service_account } => {
+            (SourceKind::AutogenServiceAccount, Some(service_account))
+        }
+    };
+    CredentialRecord {
+        org_id: org,
+        key_id: source.key_id,
+        name: source.name.clone(),
+        role: source.role,
+        source: kind,
+        // Keys Grafana converted keep the old format; the listing cannot
+        // tell, and keyshift never sees the secret.
+        format: SecretFormat::Unknown,
+        expires: source.expires,
+        effective_expires: None,
+        last_used_at: source.last_used_at,
+        use_case: use_case.to_string(),
+        state,
+        reason,
+        holder_sa_id: holder,
+        target_sa_id: None,
+        replacement_token_id: None,
+        delivered_at: None,
+        revoked_at: None,
+        updated_at: Utc::now(),
+    }
+}
+
+struct UseCaseResult {
+    members: HashMap<(i64, i64), MemberOutcome>,
+    writes: usize,
+    fatal: Option<String>,
+}
+
+/// The state of one use case while its steps run.
+struct UseCaseRun<'a> {
+    applier: &'a Applier,
+    org: &'a OrgInventory,
+    plan: &'a UseCasePlan,
+    account: Option<(i64, String)>,
+    outcomes: HashMap<i64, MemberOutcome>,
+    writes: usize,
+}
+
+impl<'a> UseCaseRun<'a> {
+    fn new(applier: &'a Applier, org: &'a OrgInventory, plan: &'a UseCasePlan) -> Self {
+        let account = match plan.target {
+            Target::Owned { id } | Target::Adopt { id } => {
+                org.account(id).map(|a| (id, a.account.name.clone()))
+            }
+            _ => None,
+        };
+        UseCaseRun { applier, org, plan, account, outcomes: HashMap::new(), writes: 0 }
+    }
+
+    fn org_id(&self) -> i64 {
+        self.org.org.id
+    }
+
+    fn ledger(&self) -> &Ledger {
+        &self.applier.ledger
+    }
+
+    fn client(&self) -> &Client {
+        &self.applier.client
+    }
+
+    async fn execute(&mut self) -> Result<(), StepError> {
+        for step in &self.plan.steps {
+            debug!(org = self.org_id(), use_case = %self.plan.name, ?step, "step");
+            if let Err(error) = self.step(step).await {
+                let Some(key_id) = step.key_id().filter(|_| !error.is_fatal()) else {
+                    return Err(error);
+                };
+                // A failed token only affects its own member.
+                if matches!(step, Step::CreateToken { .. }) {
+                    self.fail_member(key_id, &error)?;
+                    continue;
+                }
+                return Err(error);
+            }
+        }
+        self.settle_kept()
+    }
+
+    async fn step(&mut self, step: &Step) -> Result<(), StepError> {
+        match step {
+            Step::CreateServiceAccount { name, role } => self.create_account(name, *role).await,
+            Step::MigrateKey { key_id, key_name } => self.migrate_key(*key_id, key_name).await,
+            Step::AdoptServiceAccount { id } => self.adopt(*id),
+            Step::Rename { to } => self.rename(to).await,
+            Step::SetRole { role } => self.set_role(*role).await,
+            Step::CreateToken { key_id, name, seconds_to_live, expires } => {
+                self.issue_token(*key_id, name, *seconds_to_live, *expires).await
+            }
+            Step::DeleteUndelivered { token_id } => self.delete_token(*token_id).await,
+            Step::DeleteExpiredKey { key_id } => self.delete_expired(*key_id).await,
+        }
+    }
+
+    /// Runs one changing call between its intent and its result.
+    async fn call<T>(
+        &mut self,
+        kind: OperationKind,
+        subject: serde_json::Value,
+        call: impl std::future::Future<Output = Result<T, GrafanaError>>,
+        result: impl FnOnce(&T) -> serde_json::Value,
+    ) -> Result<T, StepError> {
+        let op = self.ledger().begin_operation(self.applier.run, self.org_id(), kind, &subject)?;
+        self.writes += 1;
+        match call.await {
+            Ok(value) => {
+                let detail = result(&value);
+                self.ledger().finish_operation(op, OperationResult::Succeeded(detail))?;
+                Ok(value)
+            }
+            Err(error) => {
+                let failure = match error.may_have_applied() && error.status().is_none() {
+                    true => OperationResult::Unknown,
+                    false => OperationResult::Failed {
+                        status: error.status(),
+                        message: error.to_string(),
+                    },
+                };
+                self.ledger().finish_operation(op, failure)?;
+                Err(error.into())
+            }
+        }
+    }
+
+    fn target_id(&self) -> Result<i64, StepError> {
+        self.account.as_ref().map(|(id, _)| *id).ok_or_else(|| {
+            StepError::Grafana(GrafanaError::Unexpected {
+                org: self.org_id(),
+                what: format!("use case {} has no service account yet", self.plan.name),
+            })
+        })
+    }
+
+    async fn create_account(&mut self, name: &str, role: Role) -> Result<(), StepError> {
+        let subject = json!({"name": name, "role": role, "use_case": self.plan.name});
+        let client = self.client().clone();
+        let org = self.org_id();
+        let account = self
+            .call(
+                OperationKind::CreateServiceAccount,
+                subject,
+                client.create_service_account(org, name, role),
+                |sa| json!({"id": sa.id, "login": sa.login}),
+            )
+            .await?;
+        self.own(account.id, name, role, ServiceAccountOrigin::Created)?;
+        Ok(())
+    }
+
+    fn own(
+        &mut self,
+        id: i64,
+        name: &str,
+        role: Role,
+        origin: ServiceAccountOrigin,
+    ) -> Result<(), StepError> {
+        self.ledger().record_service_account(&ServiceAccountRecord {
+            org_id: self.org_id(),
+            sa_id: id,
+            use_case: self.plan.name.clone(),
+            name: name.to_string(),
+            role,
+            origin,
+            created_at: Utc::now(),
+            deleted_at: None,
+        })?;
+        self.account = Some((id, name.to_string()));
+        Ok(())
+    }
+
+    async fn migrate_key(&mut self, key_id: i64, key_name: &str) -> Result<(), StepError> {
+        let subject = json!({"key_id": key_id, "key_name": key_name, "use_case": self.plan.name});
+        let client = self.client().clone();
+        let org = self.org_id();
+        self.call(OperationKind::MigrateKey, subject, client.migrate_key(org, key_id), |_| {
+            json!({})
+        })
+        .await?;
+        // Grafana answers 200 even when nothing happened: check the state.
+        let holder = find_migrated(&client, org, key_id, key_name).await?;
+        let Some((id, name)) = holder else {
+            return Err(StepError::Grafana(GrafanaError::Unexpected {
+                org,
+                what: format!("key {key_id} was not moved into a service account"),
+            }));
+        };
+        let role = self.member_role(key_id);
+        self.own(id, &name, role, ServiceAccountOrigin::Adopted)?;
+        self.link(key_id, CredentialLinks { holder_sa_id: Some(id), ..Default::default() })
+    }
+
+    fn member_role(&self, key_id: i64) -> Role {
+        let member = self.plan.members.iter().find(|m| m.key_id == key_id);
+        member.map_or(Role::Viewer, |m| m.role)
+    }
+
+    fn adopt(&mut self, id: i64) -> Result<(), StepError> {
+        let account = self.org.account(id).map(|a| (a.account.name.clone(), a.account.role));
+        let (name, role) = account.unwrap_or_else(|| (String::new(), Role::Viewer));
+        self.own(id, &name, role, ServiceAccountOrigin::Adopted)
+    }
+
+    async fn rename(&mut self, to: &str) -> Result<(), StepError> {
+        let id = self.target_id()?;
+        let subject = json!({"id": id, "to": to});
+        let update = UpdateServiceAccount { name: Some(to), ..Default::default() };
+        let client = self.client().clone();
+        let org = self.org_id();
+        self.call(
+            OperationKind::RenameServiceAccount,
+            subject,
+            client.update_service_account(org, id, &update),
+            |_| json!({}),
+        )
+        .await?;
+        let role = self.recorded_role(id)?;
+        self.own(id, to, role, self.recorded_origin(id)?)
+    }
+
+    fn recorded_role(&self, id: i64) -> Result<Role, StepError> {
+        let record = self.ledger().service_account(self.org_id(), id)?;
+        Ok(record.map_or(Role::Viewer, |r| r.role))
+    }
+
+    fn recorded_origin(&self, id: i64) -> Result<ServiceAccountOrigin, StepError> {
+        let record = self.ledger().service_account(self.org_id(), id)?;
+        Ok(record.map_or(ServiceAccountOrigin::Adopted, |r| r.origin))
+    }
+
+    async fn set_role(&mut self, role: Role) -> Result<(), StepError> {
+        let id = self.target_id()?;
+        let subject = json!({"id": id, "role": role});
+        let update = UpdateServiceAccount { role: Some(role), ..Default::default() };
+        let client = self.client().clone();
+        let org = self.org_id();
+        self.call(
+            OperationKind::UpdateServiceAccountRole,
+            subject,
+            client.update_service_account(org, id, &update),
+            |_| json!({}),
+        )
+        .await?;
+        let name = self.account.as_ref().map(|(_, n)| n.clone()).unwrap_or_default();
+        self.own(id, &name, role, self.recorded_origin(id)?)
+    }
+
+    async fn issue_token(
+        &mut self,
+        key_id: i64,
+        name: &str,
+        seconds_to_live: i64,
+        expires: Option<DateTime<Utc>>,
+    ) -> Result<(), StepError> {
+        let sa = self.target_id()?;
+        let token = match self.create_token(sa, key_id, name, seconds_to_live).await? {
+            TokenCreated::New(token) => token,
+            // The secret of a token found after an unknown outcome is lost:
+            // delete it and make it again.
+            TokenCreated::SecretLost(lost) => {
+                self.delete_token(lost.id).await?;
+                match self.create_token(sa, key_id, name, seconds_to_live).await? {
+                    TokenCreated::New(token) => token,
+                    TokenCreated::SecretLost(_) => {
+                        return Err(StepError::Undelivered("token secret lost twice".into()))
+                    }
+                }
+            }
+        };
+        let granted = (seconds_to_live > 0)
+            .then(|| Utc::now() + chrono::Duration::seconds(seconds_to_live));
+        self.ledger().record_token(&TokenRecord {
+            org_id: self.org_id(),
+            sa_id: sa,
+            token_id: token.id,
+            name: token.name.clone(),
+            key_id,
+            requested_expires: expires,
+            granted_expires: granted,
+            created_at: Utc::now(),
+            delivered_at: None,
+            deleted_at: None,
+        })?;
+        self.deliver(sa, key_id, token, granted).await
+    }
+
+    async fn create_token(
+        &mut self,
+        sa: i64,
+        key_id: i64,
+        name: &str,
+        seconds_to_live: i64,
+    ) -> Result<TokenCreated, StepError> {
+        let subject = json!({"sa_id": sa, "name": name, "key_id": key_id,
+            "seconds_to_live": seconds_to_live});
+        let client = self.client().clone();
+        let org = self.org_id();
+        self.call(
+            OperationKind::CreateToken,
+            subject,
+            client.create_token(org, sa, name, seconds_to_live),
+            |created| match created {
+                TokenCreated::New(t) => json!({"id": t.id}),
+                TokenCreated::SecretLost(t) => json!({"id": t.id, "secret_lost": true}),
+            },
+        )
+        .await
+    }
+
+    async fn deliver(
+        &mut self,
+        sa: i64,
+        key_id: i64,
+        token: crate::grafana::NewToken,
+        granted: Option<DateTime<Utc>>,
+    ) -> Result<(), StepError> {
+        let key_name = self.plan.members.iter().find(|m| m.key_id == key_id);
+        let delivery = Delivery {
+            org_id: self.org_id(),
+            org_name: self.org.org.name.clone(),
+            use_case: self.plan.name.clone(),
+            service_account_id: sa,
+            service_account_name: self.plan.name.clone(),
+            token_id: token.id,
+            token_name: token.name.clone(),
+            secret: token.secret,
+            expires: granted,
+            replaces: Replaced {
+                key_id,
+                key_name: key_name.map(|m| m.name.clone()).unwrap_or_default(),
+            },
+        };
+        if let Err(error) = self.applier.sink.deliver(&delivery).await {
+            // An undelivered secret is useless: delete the token now.
+            self.delete_token(token.id).await?;
+            return Err(StepError::Undelivered(format!("secret not delivered: {error}")));
+        }
+        self.ledger().mark_token_delivered(self.org_id(), token.id)?;
+        let links = CredentialLinks {
+            target_sa_id: Some(sa),
+            replacement_token_id: Some(token.id),
+            effective_expires: granted,
+            ..Default::default()
+        };
+        self.link(key_id, links)?;
+        self.ledger().transition(self.org_id(), key_id, CredentialState::Reissued, None)?;
+        self.outcomes.insert(key_id, MemberOutcome::Reissued);
+        Ok(())
+    }
+
+    async fn delete_token(&mut self, token_id: i64) -> Result<(), StepError> {
+        let sa = self.target_id()?;
+        let subject = json!({"sa_id": sa, "token_id": token_id});
+        let client = self.client().clone();
+        let org = self.org_id();
+        self.call(OperationKind::DeleteToken, subject, client.delete_token(org, sa, token_id), |_| {
+            json!({})
+        })
+        .await?;
+        self.ledger().mark_token_deleted(org, token_id)?;
+        Ok(())
+    }
+
+    async fn delete_expired(&mut self, key_id: i64) -> Result<(), StepError> {
+        let subject = json!({"key_id": key_id, "reason": "expired"});
+        let client = self.client().clone();
+        let org = self.org_id();
+        self.call(OperationKind::DeleteKey, subject, client.delete_api_key(org, key_id), |_| {
+            json!({})
+        })
+        .await?;
+        self.ledger().transition(org, key_id, CredentialState::Deleted, Some("expired"))?;
+        Ok(())
+    }
+
+    fn link(&self, key_id: i64, links: CredentialLinks) -> Result<(), StepError> {
+        self.ledger().link_credential(self.org_id(), key_id, &links)?;
+        Ok(())
+    }
+
+    fn fail_member(&mut self, key_id: i64, error: &StepError) -> Result<(), StepError> {
+        let reason = error.describe();
+        self.ledger().transition(self.org_id(), key_id, CredentialState::Blocked, Some(&reason))?;
+        self.outcomes.insert(key_id, MemberOutcome::Failed(reason));
+        Ok(())
+    }
+
+    // Once the account exists under its final name, the kept member is done.
+    fn settle_kept(&mut self) -> Result<(), StepError> {
+        let Some((id, _)) = self.account.clone() else { return Ok(()) };
+        for member in self.plan.members.iter().filter(|m| m.action == Action::Keep) {
+            let links = CredentialLinks {
+                holder_sa_id: Some(id),
+                target_sa_id: Some(id),
+                ..Default::default()
+            };
+            self.link(member.key_id, links)?;
+            self.ledger().transition(self.org_id(), member.key_id, CredentialState::Kept, None)?;
+            self.outcomes.insert(member.key_id, MemberOutcome::Kept);
+        }
+        Ok(())
+    }
+
+    fn finish(mut self, outcome: Result<(), StepError>) -> UseCaseResult {
+        let mut fatal = None;
+        if let Err(error) = outcome {
+            let reason = error.describe();
+            if error.is_fatal() {
+                fatal = Some(reason.clone());
+            }
+            self.block_open_members(&reason);
+        }
+        let members = self.plan.members.iter().map(|m| {
+            let outcome = self.outcomes.remove(&m.key_id).unwrap_or_else(|| planned_outcome(m));
+            ((self.org_id(), m.key_id), outcome)
+        });
+        UseCaseResult { members: members.collect(), writes: self.writes, fatal }
+    }
+
+    fn block_open_members(&mut self, reason: &str) {
+        let open: Vec<i64> = self
+            .plan
+            .members
+            .iter()
+            .filter(|m| matches!(m.action, Action::Keep | Action::Reissue))
+            .filter(|m| !self.outcomes.contains_key(&m.key_id))
+            .map(|m| m.key_id)
+            .collect();
+        for key_id in open {
+            let blocked = self.ledger().transition(
+                self.org_id(),
+                key_id,
+                CredentialState::Blocked,
+                Some(reason),
+            );
+            if let Err(error) = blocked {
+                warn!(org = self.org_id(), key = key_id, error = %error, "cannot record failure");
+            }
+            self.outcomes.insert(key_id, MemberOutcome::Failed(reason.to_string()));
+        }
+    }
+}
+
+fn planned_outcome(member: &Member) -> MemberOutcome {
+    match &member.action {
+        Action::Unchanged(_) => MemberOutcome::Unchanged,
+        Action::Skip(reason) => MemberOutcome::Skipped(reason.clone()),
+        Action::Conflict(reason) => MemberOutcome::Conflict(reason.clone()),
+        Action::Keep | Action::Reissue => MemberOutcome::Failed("not reached".into()),
+    }
+}
+
+/// Finds the account Grafana moved key `key_id` into: named
+/// `sa-autogen-<key name>`, holding a token with the key's id.
+///
+/// # Errors
+/// When a listing fails.
+pub async fn find_migrated(
+    client: &Client,
+    org: i64,
+    key_id: i64,
+    key_name: &str,
+) -> Result<Option<(i64, String)>, GrafanaError> {
+    let name = format!("{AUTOGEN_PREFIX}{key_name}");
+    // From 11.6 two accounts may share this name (login suffixes).
+    for account in client.service_accounts_named(org, &name).await? {
+        let tokens = client.tokens(org, account.id).await?;
+        if tokens.items.iter().any(|t| t.id == key_id) {
+            return Ok(Some((account.id, account.name)));
+        }
+    }
+    Ok(None)
+}
