@@ -4,3 +4,4 @@
 
 pub mod secret; // Secret: keeps passwords and tokens out of logs
 pub mod role; // Role: Grafana's basic org roles
+pub mod schedule; // Schedule: cron expressions in crontab or seconds form
