@@ -6,3 +6,4 @@ pub mod secret; // Secret: keeps passwords and tokens out of logs
 pub mod role; // Role: Grafana's basic org roles
 pub mod schedule; // Schedule: cron expressions in crontab or seconds form
 pub mod notify; // Notifier: the systemd sd_notify protocol
+pub mod metrics; // Metrics: Prometheus registry, /metrics and /healthz
