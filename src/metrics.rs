@@ -41,13 +41,29 @@ pub const UP: &str = "keyshift_up";
 
 /// Every family keyshift exports, in the order a scrape lists them.
 pub const DECLARATIONS: &[Declaration] = &[
-    declare(RUNS_TOTAL, Kind::Counter, "Runs finished, by kind and outcome."),
-    declare(LAST_RUN_TIMESTAMP, Kind::Gauge, "Unix time the last run finished."),
+    declare(
+        RUNS_TOTAL,
+        Kind::Counter,
+        "Runs finished, by kind and outcome.",
+    ),
+    declare(
+        LAST_RUN_TIMESTAMP,
+        Kind::Gauge,
+        "Unix time the last run finished.",
+    ),
     declare(LAST_RUN_DURATION, Kind::Gauge, "Seconds the last run took."),
-    declare(CREDENTIALS, Kind::Gauge, "Source credentials by ledger state."),
+    declare(
+        CREDENTIALS,
+        Kind::Gauge,
+        "Source credentials by ledger state.",
+    ),
     declare(FINDINGS, Kind::Gauge, "Findings of the last reconcile."),
     declare(GRAFANA_REQUESTS, Kind::Counter, "Grafana API requests."),
-    declare(GRAFANA_REQUEST_DURATION, Kind::Histogram, "Grafana API latency."),
+    declare(
+        GRAFANA_REQUEST_DURATION,
+        Kind::Histogram,
+        "Grafana API latency.",
+    ),
     declare(SKIPPED_TICKS, Kind::Counter, "Ticks skipped during a run."),
     declare(UP, Kind::Gauge, "1 while the daemon takes runs."),
 ];
@@ -134,10 +150,7 @@ impl Metrics {
     }
 
     /// Replaces the finding counts with those of the latest reconcile.
-    pub fn set_findings<'a>(
-        &self,
-        by_kind: impl IntoIterator<Item = (&'a str, &'a str, u64)>,
-    ) {
+    pub fn set_findings<'a>(&self, by_kind: impl IntoIterator<Item = (&'a str, &'a str, u64)>) {
         let r = &self.inner.registry;
         r.clear(FINDINGS);
         for (kind, severity, n) in by_kind {
@@ -154,8 +167,16 @@ impl Metrics {
     pub fn record_grafana_request(&self, route: &str, status: Option<u16>, took: Duration) {
         let status = status.map_or_else(|| "error".to_owned(), |s| s.to_string());
         let r = &self.inner.registry;
-        r.add(GRAFANA_REQUESTS, &[("route", route), ("status", &status)], 1.0);
-        r.observe(GRAFANA_REQUEST_DURATION, &[("route", route)], took.as_secs_f64());
+        r.add(
+            GRAFANA_REQUESTS,
+            &[("route", route), ("status", &status)],
+            1.0,
+        );
+        r.observe(
+            GRAFANA_REQUEST_DURATION,
+            &[("route", route)],
+            took.as_secs_f64(),
+        );
     }
 
     /// Sets the health `/healthz` reports and `keyshift_up` with it.
@@ -215,7 +236,10 @@ mod tests {
         let text = metrics.render();
         assert!(!text.contains("token_deleted"), "{text}");
         assert!(text.contains("keyshift_findings{kind=\"role_changed\",severity=\"warning\"} 1"));
-        assert!(text.contains("keyshift_credentials{state=\"reissued\"} 4"), "{text}");
+        assert!(
+            text.contains("keyshift_credentials{state=\"reissued\"} 4"),
+            "{text}"
+        );
     }
 
     // A request without a response is labelled status="error".
@@ -228,9 +252,16 @@ mod tests {
 
         let text = metrics.render();
         let requests = format!("keyshift_grafana_requests_total{{route=\"{route}\"");
-        assert!(text.contains(&format!("{requests},status=\"404\"}} 1")), "{text}");
-        assert!(text.contains(&format!("{requests},status=\"error\"}} 1")), "{text}");
-        let overflow = format!("{GRAFANA_REQUEST_DURATION}_bucket{{route=\"{route}\",le=\"30\"}} 1");
+        assert!(
+            text.contains(&format!("{requests},status=\"404\"}} 1")),
+            "{text}"
+        );
+        assert!(
+            text.contains(&format!("{requests},status=\"error\"}} 1")),
+            "{text}"
+        );
+        let overflow =
+            format!("{GRAFANA_REQUEST_DURATION}_bucket{{route=\"{route}\",le=\"30\"}} 1");
         assert!(text.contains(&overflow), "{text}");
     }
 

@@ -138,7 +138,9 @@ impl Notifier {
         let Some(target) = &self.target else {
             return Ok(());
         };
-        let result = target.socket.send_to_addr(message.as_bytes(), &target.address);
+        let result = target
+            .socket
+            .send_to_addr(message.as_bytes(), &target.address);
         result.map(drop).map_err(|source| NotifyError::Send {
             message: message.lines().next().unwrap_or_default().to_owned(),
             source,
@@ -237,13 +239,23 @@ mod tests {
     fn reloading_carries_monotonic_usec() {
         let (_dir, socket, path) = bound_socket();
         let before = monotonic_usec();
-        Notifier::for_address(&path, None).unwrap().reloading().unwrap();
+        Notifier::for_address(&path, None)
+            .unwrap()
+            .reloading()
+            .unwrap();
 
         let message = receive(&socket);
         let (first, second) = message.split_once('\n').unwrap();
         assert_eq!(first, "RELOADING=1");
-        let usec: u64 = second.strip_prefix("MONOTONIC_USEC=").unwrap().parse().unwrap();
-        assert!(usec >= before && usec - before < 5_000_000, "{usec} vs {before}");
+        let usec: u64 = second
+            .strip_prefix("MONOTONIC_USEC=")
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!(
+            usec >= before && usec - before < 5_000_000,
+            "{usec} vs {before}"
+        );
     }
 
     // A name starting with @ is an abstract socket.
@@ -256,7 +268,10 @@ mod tests {
             .set_read_timeout(Some(Duration::from_secs(5)))
             .unwrap();
 
-        Notifier::for_address(&format!("@{name}"), None).unwrap().ready().unwrap();
+        Notifier::for_address(&format!("@{name}"), None)
+            .unwrap()
+            .ready()
+            .unwrap();
         assert_eq!(receive(&socket), "READY=1");
     }
 

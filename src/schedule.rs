@@ -75,12 +75,11 @@ impl Schedule {
     /// malformed or can never fire.
     pub fn parse(text: &str) -> Result<Self, ScheduleError> {
         let normalized = normalize(text)?;
-        let inner = cron::Schedule::from_str(&normalized).map_err(|source| {
-            ScheduleError::Invalid {
+        let inner =
+            cron::Schedule::from_str(&normalized).map_err(|source| ScheduleError::Invalid {
                 expression: text.to_owned(),
                 source,
-            }
-        })?;
+            })?;
         let schedule = Schedule {
             text: text.trim().to_owned(),
             inner,
@@ -289,8 +288,11 @@ mod tests {
             ("?", "?"),
         ];
         for (field, expected) in cases {
-            let mut got: Vec<String> =
-                day_of_week(field).unwrap().split(',').map(String::from).collect();
+            let mut got: Vec<String> = day_of_week(field)
+                .unwrap()
+                .split(',')
+                .map(String::from)
+                .collect();
             let mut want: Vec<String> = expected.split(',').map(String::from).collect();
             got.sort();
             want.sort();
@@ -301,7 +303,13 @@ mod tests {
     // Bad expressions are rejected with the expression in the message.
     #[test]
     fn errors_name_the_expression() {
-        for expr in ["* * * *", "61 * * * *", "0 3 * * 8", "0 3 * * 5-2", "nonsense x y z w"] {
+        for expr in [
+            "* * * *",
+            "61 * * * *",
+            "0 3 * * 8",
+            "0 3 * * 5-2",
+            "nonsense x y z w",
+        ] {
             let message = Schedule::parse(expr).unwrap_err().to_string();
             assert!(message.contains(expr), "{message}");
         }
@@ -319,7 +327,10 @@ mod tests {
     fn period_is_gap_between_next_two_fires() {
         let t = at(2026, 3, 2, 10, 7, 0);
         let every_six_hours = Schedule::parse("0 */6 * * *").unwrap();
-        assert_eq!(every_six_hours.period(t), Some(Duration::from_secs(6 * 3600)));
+        assert_eq!(
+            every_six_hours.period(t),
+            Some(Duration::from_secs(6 * 3600))
+        );
         let every_ten_seconds = Schedule::parse("*/10 * * * * *").unwrap();
         assert_eq!(every_ten_seconds.period(t), Some(Duration::from_secs(10)));
     }

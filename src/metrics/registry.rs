@@ -275,6 +275,9 @@ mod tests {
         registry.clear("t_total");
         registry.add("t_total", &[("k", "new")], 1.0);
         let text = registry.render();
-        assert!(!text.contains("old") && text.contains("k=\"new\""), "{text}");
+        assert!(
+            !text.contains("old") && text.contains("k=\"new\""),
+            "{text}"
+        );
     }
 }

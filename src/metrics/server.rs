@@ -213,7 +213,9 @@ mod tests {
     #[tokio::test]
     async fn healthz_follows_health() {
         let metrics = Metrics::new();
-        let server = serve(([127, 0, 0, 1], 0).into(), metrics.clone()).await.unwrap();
+        let server = serve(([127, 0, 0, 1], 0).into(), metrics.clone())
+            .await
+            .unwrap();
         let addr = server.local_addr();
 
         let probe = || timeout(LIMIT, get(addr, "GET", "/healthz"));
@@ -227,17 +229,25 @@ mod tests {
     // Unknown paths are 404 and other methods 405.
     #[tokio::test]
     async fn unknown_paths_and_methods_are_refused() {
-        let server = serve(([127, 0, 0, 1], 0).into(), Metrics::new()).await.unwrap();
+        let server = serve(([127, 0, 0, 1], 0).into(), Metrics::new())
+            .await
+            .unwrap();
         let addr = server.local_addr();
-        let missing = timeout(LIMIT, get(addr, "GET", "/nope")).await.expect("hung");
-        let posted = timeout(LIMIT, get(addr, "POST", "/metrics")).await.expect("hung");
+        let missing = timeout(LIMIT, get(addr, "GET", "/nope"))
+            .await
+            .expect("hung");
+        let posted = timeout(LIMIT, get(addr, "POST", "/metrics"))
+            .await
+            .expect("hung");
         assert_eq!((missing.0, posted.0), (404, 405));
     }
 
     // Binding an address already in use names the address.
     #[tokio::test]
     async fn bind_error_names_the_address() {
-        let first = serve(([127, 0, 0, 1], 0).into(), Metrics::new()).await.unwrap();
+        let first = serve(([127, 0, 0, 1], 0).into(), Metrics::new())
+            .await
+            .unwrap();
         let taken = first.local_addr();
         let err = serve(taken, Metrics::new()).await.unwrap_err();
         assert!(err.to_string().contains(&taken.to_string()), "{err}");
