@@ -85,31 +85,58 @@ impl JobOutcome {
 /// [`Outcome::Interrupted`] once it is set, after the call in flight.
 #[derive(Clone, Debug)]
 pub struct StopToken {
-    rx: watch::Receiver<bool>,
+    /// `None` for a token that is never set.
+    rx: Option<watch::Receiver<bool>>,
 }
 
 impl StopToken {
     pub(super) fn new(rx: watch::Receiver<bool>) -> Self {
-        StopToken { rx }
+        StopToken { rx: Some(rx) }
     }
 
     /// Returns a token that is never set, for running a job by hand.
     pub fn never() -> Self {
-        let (tx, rx) = watch::channel(false);
-        // The sender must outlive the token, or `stopped` would see a
-        // closed channel; leaking one bool-sized sender is harmless.
-        std::mem::forget(tx);
-        StopToken { rx }
+        StopToken { rx: None }
     }
 
     /// Returns true once shutdown has been requested.
     pub fn is_stopping(&self) -> bool {
-        *self.rx.borrow()
+        self.rx.as_ref().is_some_and(|rx| *rx.borrow())
     }
 
     /// Waits until shutdown is requested.
     pub async fn stopped(&mut self) {
-        // An Err means the daemon is gone, which is a stop as well.
-        let _ = self.rx.wait_for(|&stop| stop).await;
+        match &mut self.rx {
+            // An Err means the daemon is gone, which is a stop as well.
+            Some(rx) => drop(rx.wait_for(|&stop| stop).await),
+            None => std::future::pending().await,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    // A token sees the stop request, both polled and awaited.
+    #[tokio::test]
+    async fn token_sees_stop() {
+        let (tx, rx) = watch::channel(false);
+        let mut token = StopToken::new(rx);
+        assert!(!token.is_stopping());
+        tx.send_replace(true);
+        let waited = tokio::time::timeout(Duration::from_secs(5), token.stopped()).await;
+        assert!(waited.is_ok(), "stopped() did not return after the stop");
+        assert!(token.is_stopping());
+    }
+
+    // A never-set token never reports a stop.
+    #[tokio::test(start_paused = true)]
+    async fn never_token_never_stops() {
+        let mut token = StopToken::never();
+        assert!(!token.is_stopping());
+        let waited = tokio::time::timeout(Duration::from_secs(60), token.stopped()).await;
+        assert!(waited.is_err());
     }
 }
