@@ -1,0 +1,4 @@
+//! Integration tests: one binary, one module per area.
+
+mod dashboard;
+mod systemd;
