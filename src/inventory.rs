@@ -222,8 +222,13 @@ pub async fn discover(client: &Client, filter: &OrgFilter) -> Result<Inventory, 
     })
 }
 
-// With a token only its own org answers; say so rather than "one org".
-async fn reachable_orgs(client: &Client) -> Result<(Vec<Org>, OrgScope), GrafanaError> {
+/// The orgs the credential reaches, and how far it reaches.
+///
+/// With a token only its own org answers: say so rather than "one org".
+///
+/// # Errors
+/// When the listing fails.
+pub async fn reachable_orgs(client: &Client) -> Result<(Vec<Org>, OrgScope), GrafanaError> {
     if client.uses_token() {
         let org = client.current_org(0).await?;
         warn!(

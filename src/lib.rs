@@ -1,15 +1,20 @@
 //! keyshift moves Grafana API keys to service accounts and keeps them true.
 //!
 //! Module map:
+//! - `app`: builds keyshift's parts from a loaded config
 //! - `apply`: carries out a plan, intent before and result after each call
+//! - `cli`: the command line: flags, commands and exit codes
 //! - `config`: the TOML config, parsed and validated into typed values
 //! - `daemon`: the `keyshift run` loop: schedule, signals, reload
 //! - `grafana`: the HTTP client, wire types, errors and version gates
 //! - `inventory`: discovery of the estate: orgs, keys, accounts, tokens
+//! - `job`: the one-shot jobs, plan and migrate, from config to report
 //! - `ledger`: the SQLite record of runs, credentials, accounts and calls
 //! - `metrics`: Prometheus registry, `/metrics` and `/healthz`
 //! - `notify`: the systemd notify protocol
+//! - `output`: plans and reports rendered for a terminal
 //! - `plan`: planning, a pure function of inventory, ledger and policy
+//! - `rehearse`: the whole job against a built-in simulated Grafana
 //! - `report`: per-run Markdown and JSON reports, with retention
 //! - `resume`: settles intents a killed run left without a result
 //! - `retry`: capped exponential backoff (the only user of `backoff`)
@@ -19,15 +24,20 @@
 //! - `sink`: delivers new token secrets to a directory or a command
 //! - `telemetry`: tracing subscriber setup (text, JSON, journal)
 
+pub mod app;
 pub mod apply;
+pub mod cli;
 pub mod config;
 pub mod daemon;
 pub mod grafana;
 pub mod inventory;
+pub mod job;
 pub mod ledger;
 pub mod metrics;
 pub mod notify;
+pub mod output;
 pub mod plan;
+pub mod rehearse;
 pub mod report;
 pub mod resume;
 pub mod retry;

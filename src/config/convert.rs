@@ -469,6 +469,14 @@ fn migration(ctx: &Ctx<'_>, raw: RawMigration) -> Result<MigrationConfig, Config
         )?,
         token_name_prefix: prefix,
         new_credentials: raw.new_credentials.unwrap_or(def::MIGRATE_NEW_CREDENTIALS),
+        max_token_lifetime: match raw.max_token_lifetime {
+            None => None,
+            Some(text) => Some(ctx.positive_duration(
+                "migration.max_token_lifetime",
+                Some(text),
+                Duration::ZERO,
+            )?),
+        },
     })
 }
 

@@ -131,6 +131,7 @@ pub struct RawMigration {
     pub lifetime_limit: Option<String>,
     pub token_name_prefix: Option<String>,
     pub new_credentials: Option<bool>,
+    pub max_token_lifetime: Option<String>,
 }
 
 /// `[sink]`.

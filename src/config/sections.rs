@@ -202,6 +202,9 @@ pub struct MigrationConfig {
     pub token_name_prefix: String,
     /// The daemon also migrates legacy credentials that appear later.
     pub new_credentials: bool,
+    /// The server's token lifetime limit, when it has one; Grafana does
+    /// not expose it, so the plan can only check it when told.
+    pub max_token_lifetime: Option<Duration>,
 }
 
 /// `[sink]`: where new token secrets are delivered.

@@ -1,0 +1,298 @@
+//! The command line: flags, commands and exit codes.
+
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::config::{self, Config, Environment};
+use crate::job::JobResult;
+use crate::ledger::RunOutcome;
+use crate::report::{render_markdown, RunReport};
+use crate::telemetry::{self, LogFormat};
+use crate::{app, output, rehearse};
+
+/// Moves Grafana API keys to service accounts and keeps them true.
+#[derive(Debug, Parser)]
+#[command(name = "keyshift", version, about, propagate_version = true)]
+pub struct Cli {
+    /// Config file [default: $KEYSHIFT_CONFIG, else /etc/keyshift/config.toml]
+    #[arg(long, global = true, value_name = "PATH")]
+    pub config: Option<PathBuf>,
+    /// More log detail: -v debug, -vv trace
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    /// Log line format [default: the config's log.format, else text]
+    #[arg(long, global = true, value_enum)]
+    pub log_format: Option<LogFormat>,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// keyshift's commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Show what migrate would do; writes nothing to Grafana
+    Plan(PlanArgs),
+    /// Migrate the estate's API keys to service accounts
+    Migrate(MigrateArgs),
+    /// Print the report of a past run (default: the latest)
+    Report(ReportArgs),
+    /// Check the config
+    #[command(subcommand)]
+    Config(ConfigCommand),
+    /// Run plan and migrate against a built-in simulated Grafana
+    Rehearse(rehearse::RehearseArgs),
+}
+
+/// Flags shared by plan and migrate.
+#[derive(Debug, Args)]
+pub struct Selection {
+    /// Only this org (id or name); repeat for more. Overrides [orgs]
+    #[arg(long = "org", value_name = "ORG")]
+    pub orgs: Vec<String>,
+    /// Output format [default: table on a terminal, else markdown]
+    #[arg(long, value_enum)]
+    pub format: Option<Format>,
+}
+
+/// `keyshift plan`.
+#[derive(Debug, Args)]
+pub struct PlanArgs {
+    #[command(flatten)]
+    selection: Selection,
+}
+
+/// `keyshift migrate`.
+#[derive(Debug, Args)]
+pub struct MigrateArgs {
+    #[command(flatten)]
+    selection: Selection,
+    /// Plan only, as `keyshift plan`
+    #[arg(long)]
+    dry_run: bool,
+    /// Do not ask for confirmation
+    #[arg(long, short = 'y')]
+    yes: bool,
+}
+
+/// `keyshift report`.
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// Run id [default: the latest]
+    run: Option<i64>,
+    /// Output format
+    #[arg(long, value_enum, default_value = "markdown")]
+    format: Format,
+}
+
+/// `keyshift config ...`.
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Parse the config, then check Grafana: reachable, version, credentials, org access
+    Check,
+}
+
+/// An output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    /// Aligned columns
+    Table,
+    /// JSON
+    Json,
+    /// Markdown
+    Markdown,
+}
+
+/// What the process exits with (PRODUCT.md §4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exit {
+    /// Done with nothing outstanding.
+    Done = 0,
+    /// An error stopped the command.
+    Error = 1,
+    /// Done, but something needs attention.
+    Attention = 2,
+}
+
+impl From<RunOutcome> for Exit {
+    fn from(outcome: RunOutcome) -> Self {
+        match outcome {
+            RunOutcome::Done => Exit::Done,
+            RunOutcome::Attention => Exit::Attention,
+            RunOutcome::Failed | RunOutcome::Interrupted => Exit::Error,
+        }
+    }
+}
+
+/// Runs the command line.
+///
+/// # Errors
+/// Any error that stops the command; the binary prints it and exits 1.
+pub async fn run(cli: Cli) -> Result<Exit> {
+    match &cli.command {
+        Command::Rehearse(args) => {
+            init_logging(&cli, None)?;
+            rehearse::run(args).await
+        }
+        Command::Plan(args) => plan(&cli, &args.selection).await,
+        Command::Migrate(args) if args.dry_run => plan(&cli, &args.selection).await,
+        Command::Migrate(args) => migrate(&cli, args).await,
+        Command::Report(args) => report(&cli, args),
+        Command::Config(ConfigCommand::Check) => check(&cli).await,
+    }
+}
+
+fn load(cli: &Cli) -> Result<Config> {
+    let env = Environment::from_process();
+    let path = config::config_path(cli.config.as_deref(), &env);
+    let config = Config::load_with(&path, &env)?;
+    init_logging(cli, Some(&config))?;
+    Ok(config)
+}
+
+fn init_logging(cli: &Cli, config: Option<&Config>) -> Result<()> {
+    let format = cli.log_format.or(config.map(|c| c.log.format)).unwrap_or(LogFormat::Text);
+    let level = config.map_or(tracing::level_filters::LevelFilter::INFO, |c| {
+        c.log.level.to_level_filter()
+    });
+    telemetry::init_with_level(format, level, cli.verbose)?;
+    Ok(())
+}
+
+async fn plan(cli: &Cli, selection: &Selection) -> Result<Exit> {
+    let config = load(cli)?;
+    let job = app::job(&config, &selection.orgs, "cli")?;
+    let result = job.plan().await?;
+    print_result(&result, selection.format)?;
+    Ok(Exit::from(result.report.outcome))
+}
+
+async fn migrate(cli: &Cli, args: &MigrateArgs) -> Result<Exit> {
+    let config = load(cli)?;
+    let job = app::job(&config, &args.selection.orgs, "cli")?;
+    let preview = job.plan().await?;
+    if !preview.plan.has_changes() {
+        print_result(&preview, args.selection.format)?;
+        eprintln!("nothing to migrate");
+        return Ok(Exit::from(preview.report.outcome));
+    }
+    if !args.yes {
+        confirm(&config, &preview)?;
+    }
+    let bar = progress_bar(preview.plan.use_cases().filter(|u| !u.steps.is_empty()).count());
+    let tick = bar.clone().map(|b| Arc::new(move || b.inc(1)) as Arc<dyn Fn() + Send + Sync>);
+    let result = job.migrate(tick).await?;
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
+    let path = app::reports(&config).write(&result.report)?;
+    print_result(&result, args.selection.format)?;
+    eprintln!("report: {}", path.display());
+    eprintln!("new secrets went to the {}", app::sink_description(&config));
+    Ok(Exit::from(result.report.outcome))
+}
+
+fn confirm(config: &Config, preview: &JobResult) -> Result<()> {
+    if !std::io::stdin().is_terminal() {
+        bail!("migrate changes Grafana; pass --yes to confirm when not on a terminal");
+    }
+    eprintln!("{}", output::table(&preview.report));
+    eprint!("Apply these changes to {}? [y/N] ", config.grafana.url);
+    std::io::stderr().flush()?;
+    let mut answer = String::new();
+    std::io::stdin().read_line(&mut answer)?;
+    if !matches!(answer.trim(), "y" | "Y" | "yes") {
+        bail!("not confirmed; nothing was changed");
+    }
+    Ok(())
+}
+
+fn progress_bar(len: usize) -> Option<indicatif::ProgressBar> {
+    if !std::io::stderr().is_terminal() || len == 0 {
+        return None;
+    }
+    let bar = indicatif::ProgressBar::new(len as u64);
+    let style = indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} use cases {msg}")
+        .expect("the template is valid");
+    bar.set_style(style);
+    Some(bar)
+}
+
+/// Prints a plan or migrate result in the chosen format.
+///
+/// # Errors
+/// When stdout cannot be written.
+pub fn print_result(result: &JobResult, format: Option<Format>) -> Result<()> {
+    let format = format.unwrap_or(if std::io::stdout().is_terminal() {
+        Format::Table
+    } else {
+        Format::Markdown
+    });
+    let text = match format {
+        Format::Table => output::table(&result.report),
+        Format::Markdown => render_markdown(&result.report),
+        Format::Json => serde_json::to_string_pretty(&serde_json::json!({
+            "report": result.report,
+            "plan": result.plan,
+        }))?,
+    };
+    let mut stdout = std::io::stdout().lock();
+    writeln!(stdout, "{text}")?;
+    Ok(())
+}
+
+fn report(cli: &Cli, args: &ReportArgs) -> Result<Exit> {
+    let config = load(cli)?;
+    let report: RunReport = app::reports(&config).load(args.run)?;
+    let text = match args.format {
+        Format::Json => report.to_json(),
+        Format::Markdown => render_markdown(&report),
+        Format::Table => output::table(&report),
+    };
+    println!("{text}");
+    Ok(Exit::Done)
+}
+
+async fn check(cli: &Cli) -> Result<Exit> {
+    let config = load(cli)?;
+    println!("ok    config {} parsed", config.origin.display());
+    for warning in config.warnings() {
+        println!("warn  {warning}");
+    }
+    let client = app::client(&config)?;
+    let health = client.health().await.context("grafana is not reachable")?;
+    println!("ok    grafana at {} answers (database {})", config.grafana.url, health.database);
+    let filter = app::org_filter(&config, &[]);
+    let inventory_orgs = crate::inventory::reachable_orgs(&client).await
+        .context("the credentials were refused or lack access")?;
+    let caps = client.capabilities(inventory_orgs.0.first().map_or(0, |o| o.id)).await?;
+    match caps.version {
+        Some(v) => println!("ok    grafana {v}"),
+        None => println!("ok    grafana version hidden; probed: key API present = {}", caps.has_keys_api),
+    }
+    let selected: Vec<_> = inventory_orgs.0.iter().filter(|o| filter.selects(o)).collect();
+    if inventory_orgs.1 == crate::inventory::OrgScope::TokenOrg {
+        println!("warn  authenticated with a token: only its own org is reachable");
+    }
+    let mut failed = false;
+    for org in selected {
+        match client.current_org(org.id).await {
+            Ok(current) if current.id == org.id => {
+                println!("ok    org {} ({}) reachable", org.id, org.name)
+            }
+            Ok(current) => {
+                failed = true;
+                println!("FAIL  org {}: grafana acts in org {} instead; add the user to it", org.id, current.id)
+            }
+            Err(e) => {
+                failed = true;
+                println!("FAIL  org {}: {e}", org.id)
+            }
+        }
+    }
+    Ok(if failed { Exit::Attention } else { Exit::Done })
+}
