@@ -2,5 +2,5 @@
 //!
 //! Module map:
 
-pub mod secret; // Secret: keeps passwords and tokens out of logs
-pub mod role; // Role: Grafana's basic org roles
+pub mod role;
+pub mod secret; // Secret: keeps passwords and tokens out of logs // Role: Grafana's basic org roles
