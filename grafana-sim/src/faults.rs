@@ -1,0 +1,213 @@
+//! Fault injection: rules on (method, route template) with triggers.
+
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+
+/// What a matching rule does to the request.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum FaultAction {
+    /// Answer this status without running the handler; 429 carries
+    /// `Retry-After`.
+    Status {
+        /// 429, 500, 502, 503 or 504.
+        status: u16,
+        /// Seconds for `Retry-After` (429 only; default 1).
+        #[serde(default)]
+        retry_after: Option<u64>,
+    },
+    /// Wait before handling.
+    Latency {
+        /// Milliseconds.
+        ms: u64,
+    },
+    /// Close the connection without an answer.
+    Drop,
+    /// Run and commit the handler, then answer 500 or drop.
+    ApplyThenFail {
+        /// Drop the connection instead of answering 500.
+        #[serde(default)]
+        drop: bool,
+    },
+}
+
+/// When a matching rule fires.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Trigger {
+    /// The first matching call only.
+    Once,
+    /// The first `n` matching calls.
+    Times {
+        /// How many.
+        n: u64,
+    },
+    /// Every `n`th matching call (n, 2n, …).
+    EveryNth {
+        /// The period.
+        n: u64,
+    },
+    /// Each call with probability `p`, from a seeded generator.
+    Probability {
+        /// 0.0 – 1.0.
+        p: f64,
+        /// Seed: same seed, same sequence.
+        seed: u64,
+    },
+}
+
+/// A fault rule; `None` method or route matches anything.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FaultRule {
+    /// HTTP method, or None for any.
+    #[serde(default)]
+    pub method: Option<String>,
+    /// Route template (`POST /api/serviceaccounts/:id/tokens`) or its
+    /// path part, or None for any.
+    #[serde(default)]
+    pub route: Option<String>,
+    /// What happens.
+    pub action: FaultAction,
+    /// When it happens.
+    pub trigger: Trigger,
+}
+
+impl FaultRule {
+    fn matches(&self, method: &str, template: &str) -> bool {
+        let method_ok = self
+            .method
+            .as_deref()
+            .is_none_or(|m| m.eq_ignore_ascii_case(method));
+        let path = template.split_once(' ').map_or(template, |(_, p)| p);
+        let route_ok = self
+            .route
+            .as_deref()
+            .is_none_or(|r| r == template || r == path);
+        method_ok && route_ok
+    }
+}
+
+/// A rule with its counters, as listed by the control API.
+#[derive(Debug, Clone, Serialize)]
+pub struct ActiveFault {
+    /// The rule.
+    pub rule: FaultRule,
+    /// Matching calls seen.
+    pub seen: u64,
+    /// Times it fired.
+    pub fired: u64,
+    #[serde(skip)]
+    rng: Option<ChaCha8Rng>,
+}
+
+/// The installed rules.
+#[derive(Debug, Default)]
+pub struct Faults {
+    rules: Vec<ActiveFault>,
+}
+
+impl Faults {
+    /// Installs a rule.
+    pub fn add(&mut self, rule: FaultRule) {
+        let rng = match rule.trigger {
+            Trigger::Probability { seed, .. } => Some(ChaCha8Rng::seed_from_u64(seed)),
+            _ => None,
+        };
+        self.rules.push(ActiveFault {
+            rule,
+            seen: 0,
+            fired: 0,
+            rng,
+        });
+    }
+
+    /// Removes every rule.
+    pub fn clear(&mut self) {
+        self.rules.clear();
+    }
+
+    /// The rules with their counters.
+    pub fn list(&self) -> Vec<ActiveFault> {
+        self.rules.clone()
+    }
+
+    /// The actions that fire for this call, in rule order.
+    pub fn check(&mut self, method: &str, template: &str) -> Vec<FaultAction> {
+        let mut fired = vec![];
+        for active in &mut self.rules {
+            if !active.rule.matches(method, template) {
+                continue;
+            }
+            active.seen += 1;
+            if fires(active) {
+                active.fired += 1;
+                fired.push(active.rule.action.clone());
+            }
+        }
+        fired
+    }
+}
+
+fn fires(active: &mut ActiveFault) -> bool {
+    match active.rule.trigger {
+        Trigger::Once => active.fired == 0,
+        Trigger::Times { n } => active.fired < n,
+        Trigger::EveryNth { n } => n > 0 && active.seen % n == 0,
+        Trigger::Probability { p, .. } => {
+            let rng = active.rng.as_mut().expect("seeded at install");
+            rng.gen::<f64>() < p
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rule(trigger: Trigger) -> FaultRule {
+        FaultRule {
+            method: Some("POST".into()),
+            route: Some("/api/serviceaccounts".into()),
+            action: FaultAction::Drop,
+            trigger,
+        }
+    }
+
+    fn pattern(trigger: Trigger, calls: usize) -> Vec<bool> {
+        let mut faults = Faults::default();
+        faults.add(rule(trigger));
+        (0..calls)
+            .map(|_| !faults.check("POST", "POST /api/serviceaccounts").is_empty())
+            .collect()
+    }
+
+    // Once, N times and every Nth fire on the expected calls only.
+    #[test]
+    fn counting_triggers() {
+        assert_eq!(pattern(Trigger::Once, 3), [true, false, false]);
+        assert_eq!(pattern(Trigger::Times { n: 2 }, 3), [true, true, false]);
+        let every = pattern(Trigger::EveryNth { n: 2 }, 4);
+        assert_eq!(every, [false, true, false, true]);
+    }
+
+    // The same seed gives the same firing sequence.
+    #[test]
+    fn probability_is_deterministic() {
+        let a = pattern(Trigger::Probability { p: 0.5, seed: 9 }, 50);
+        let b = pattern(Trigger::Probability { p: 0.5, seed: 9 }, 50);
+        assert_eq!(a, b);
+        assert!(a.iter().any(|x| *x) && a.iter().any(|x| !*x));
+    }
+
+    // Rules match on method and route; other calls are untouched.
+    #[test]
+    fn rules_match_method_and_route() {
+        let mut faults = Faults::default();
+        faults.add(rule(Trigger::Times { n: 10 }));
+        assert!(faults
+            .check("GET", "GET /api/serviceaccounts/search")
+            .is_empty());
+        assert!(faults.check("post", "POST /api/serviceaccounts").len() == 1);
+    }
+}
