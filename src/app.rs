@@ -48,9 +48,10 @@ pub enum SetupError {
 pub fn client(config: &Config) -> Result<Client, SetupError> {
     let grafana = &config.grafana;
     let ca_pem = match &grafana.ca_file {
-        Some(path) => Some(
-            std::fs::read(path).map_err(|source| SetupError::CaFile { path: path.clone(), source })?,
-        ),
+        Some(path) => Some(std::fs::read(path).map_err(|source| SetupError::CaFile {
+            path: path.clone(),
+            source,
+        })?),
         None => None,
     };
     let options = ClientOptions {
@@ -72,9 +73,10 @@ pub fn client(config: &Config) -> Result<Client, SetupError> {
 /// The credentials keyshift logs in with.
 pub fn credentials(config: &Config) -> Credentials {
     match &config.grafana.auth {
-        GrafanaAuth::Basic { user, password } => {
-            Credentials::Basic { user: user.clone(), password: password.secret.clone() }
-        }
+        GrafanaAuth::Basic { user, password } => Credentials::Basic {
+            user: user.clone(),
+            password: password.secret.clone(),
+        },
         GrafanaAuth::Token { token } => Credentials::Token(token.secret.clone()),
     }
 }
@@ -107,7 +109,10 @@ pub fn policy(config: &Config) -> Policy {
 /// The orgs to work on: `--org` flags win over the config.
 pub fn org_filter(config: &Config, flags: &[String]) -> OrgFilter {
     if !flags.is_empty() {
-        return OrgFilter { include: flags.to_vec(), exclude: Vec::new() };
+        return OrgFilter {
+            include: flags.to_vec(),
+            exclude: Vec::new(),
+        };
     }
     let selection = &config.orgs;
     OrgFilter {
@@ -137,16 +142,24 @@ fn org_ref(r: &OrgRef) -> String {
 /// e.g. because another process holds it.
 pub fn ledger(config: &Config) -> Result<Ledger, SetupError> {
     let path = &config.ledger.path;
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty() && !d.exists()) {
-        create_private_dir(dir)
-            .map_err(|source| SetupError::LedgerDir { path: dir.to_path_buf(), source })?;
+    if let Some(dir) = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty() && !d.exists())
+    {
+        create_private_dir(dir).map_err(|source| SetupError::LedgerDir {
+            path: dir.to_path_buf(),
+            source,
+        })?;
     }
     Ok(Ledger::open(path)?)
 }
 
 fn create_private_dir(dir: &std::path::Path) -> std::io::Result<()> {
     use std::os::unix::fs::DirBuilderExt;
-    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
 }
 
 /// The report store of the config.

@@ -97,9 +97,9 @@ impl StepError {
             StepError::Grafana(e) if e.kind() == Some(&ErrorKind::Forbidden) => {
                 format!("insufficient-privilege: {e}")
             }
-            StepError::Grafana(e) if e.kind() == Some(&ErrorKind::LifetimeLimit) => format!(
-                "lifetime over the server's limit; set migration.max_token_lifetime: {e}"
-            ),
+            StepError::Grafana(e) if e.kind() == Some(&ErrorKind::LifetimeLimit) => {
+                format!("lifetime over the server's limit; set migration.max_token_lifetime: {e}")
+            }
             other => other.to_string(),
         }
     }
@@ -115,9 +115,16 @@ impl Applier {
         for (org, org_plan) in inventory.orgs.iter().zip(&plan.orgs) {
             self.record_members(org, org_plan)?;
         }
-        let jobs = inventory.orgs.iter().zip(&plan.orgs).flat_map(|(org, org_plan)| {
-            org_plan.use_cases.iter().map(move |use_case| (org, use_case))
-        });
+        let jobs = inventory
+            .orgs
+            .iter()
+            .zip(&plan.orgs)
+            .flat_map(|(org, org_plan)| {
+                org_plan
+                    .use_cases
+                    .iter()
+                    .map(move |use_case| (org, use_case))
+            });
         let results: Vec<UseCaseResult> = stream::iter(jobs)
             .map(|(org, use_case)| self.apply_use_case(org, use_case))
             .buffer_unordered(self.concurrency.max(1))
@@ -138,7 +145,9 @@ impl Applier {
             org.sources().into_iter().map(|s| (s.key_id, s)).collect();
         for use_case in &plan.use_cases {
             for member in &use_case.members {
-                let Some(source) = sources.get(&member.key_id) else { continue };
+                let Some(source) = sources.get(&member.key_id) else {
+                    continue;
+                };
                 self.record_member(org.org.id, &use_case.name, source, member)?;
             }
         }
@@ -165,14 +174,23 @@ impl Applier {
         let converted = known.source == SourceKind::LegacyKey
             && matches!(source.source, Source::AutogenToken { .. });
         if converted && is_open(known.state) {
-            info!(org, key = source.key_id, "grafana converted the key under keyshift");
-            self.ledger.transition(org, source.key_id, CredentialState::AutoMigrated, None)?;
+            info!(
+                org,
+                key = source.key_id,
+                "grafana converted the key under keyshift"
+            );
+            self.ledger
+                .transition(org, source.key_id, CredentialState::AutoMigrated, None)?;
         }
         if is_open(known.state) && state != CredentialState::Pending && known.state != state {
-            self.ledger.transition(org, source.key_id, state, reason.as_deref())?;
+            self.ledger
+                .transition(org, source.key_id, state, reason.as_deref())?;
         }
         if let Source::AutogenToken { service_account } = source.source {
-            let links = CredentialLinks { holder_sa_id: Some(service_account), ..Default::default() };
+            let links = CredentialLinks {
+                holder_sa_id: Some(service_account),
+                ..Default::default()
+            };
             self.ledger.link_credential(org, source.key_id, &links)?;
         }
         Ok(())
@@ -264,7 +282,14 @@ impl<'a> UseCaseRun<'a> {
             }
             _ => None,
         };
-        UseCaseRun { applier, org, plan, account, outcomes: HashMap::new(), writes: 0 }
+        UseCaseRun {
+            applier,
+            org,
+            plan,
+            account,
+            outcomes: HashMap::new(),
+            writes: 0,
+        }
     }
 
     fn org_id(&self) -> i64 {
@@ -304,8 +329,14 @@ impl<'a> UseCaseRun<'a> {
             Step::AdoptServiceAccount { id } => self.adopt(*id),
             Step::Rename { to } => self.rename(to).await,
             Step::SetRole { role } => self.set_role(*role).await,
-            Step::CreateToken { key_id, name, seconds_to_live, expires } => {
-                self.issue_token(*key_id, name, *seconds_to_live, *expires).await
+            Step::CreateToken {
+                key_id,
+                name,
+                seconds_to_live,
+                expires,
+            } => {
+                self.issue_token(*key_id, name, *seconds_to_live, *expires)
+                    .await
             }
             Step::DeleteUndelivered { token_id } => self.delete_token(*token_id).await,
             Step::DeleteExpiredKey { key_id } => self.delete_expired(*key_id).await,
@@ -320,12 +351,15 @@ impl<'a> UseCaseRun<'a> {
         call: impl std::future::Future<Output = Result<T, GrafanaError>>,
         result: impl FnOnce(&T) -> serde_json::Value,
     ) -> Result<T, StepError> {
-        let op = self.ledger().begin_operation(self.applier.run, self.org_id(), kind, &subject)?;
+        let op = self
+            .ledger()
+            .begin_operation(self.applier.run, self.org_id(), kind, &subject)?;
         self.writes += 1;
         match call.await {
             Ok(value) => {
                 let detail = result(&value);
-                self.ledger().finish_operation(op, OperationResult::Succeeded(detail))?;
+                self.ledger()
+                    .finish_operation(op, OperationResult::Succeeded(detail))?;
                 Ok(value)
             }
             Err(error) => {
@@ -374,16 +408,17 @@ impl<'a> UseCaseRun<'a> {
         role: Role,
         origin: ServiceAccountOrigin,
     ) -> Result<(), StepError> {
-        self.ledger().record_service_account(&ServiceAccountRecord {
-            org_id: self.org_id(),
-            sa_id: id,
-            use_case: self.plan.name.clone(),
-            name: name.to_string(),
-            role,
-            origin,
-            created_at: Utc::now(),
-            deleted_at: None,
-        })?;
+        self.ledger()
+            .record_service_account(&ServiceAccountRecord {
+                org_id: self.org_id(),
+                sa_id: id,
+                use_case: self.plan.name.clone(),
+                name: name.to_string(),
+                role,
+                origin,
+                created_at: Utc::now(),
+                deleted_at: None,
+            })?;
         self.account = Some((id, name.to_string()));
         Ok(())
     }
@@ -392,9 +427,12 @@ impl<'a> UseCaseRun<'a> {
         let subject = json!({"key_id": key_id, "key_name": key_name, "use_case": self.plan.name});
         let client = self.client().clone();
         let org = self.org_id();
-        self.call(OperationKind::MigrateKey, subject, client.migrate_key(org, key_id), |_| {
-            json!({})
-        })
+        self.call(
+            OperationKind::MigrateKey,
+            subject,
+            client.migrate_key(org, key_id),
+            |_| json!({}),
+        )
         .await?;
         // Grafana answers 200 even when nothing happened: check the state.
         let holder = find_migrated(&client, org, key_id, key_name).await?;
@@ -406,7 +444,13 @@ impl<'a> UseCaseRun<'a> {
         };
         let role = self.member_role(key_id);
         self.own(id, &name, role, ServiceAccountOrigin::Adopted)?;
-        self.link(key_id, CredentialLinks { holder_sa_id: Some(id), ..Default::default() })
+        self.link(
+            key_id,
+            CredentialLinks {
+                holder_sa_id: Some(id),
+                ..Default::default()
+            },
+        )
     }
 
     fn member_role(&self, key_id: i64) -> Role {
@@ -415,7 +459,10 @@ impl<'a> UseCaseRun<'a> {
     }
 
     fn adopt(&mut self, id: i64) -> Result<(), StepError> {
-        let account = self.org.account(id).map(|a| (a.account.name.clone(), a.account.role));
+        let account = self
+            .org
+            .account(id)
+            .map(|a| (a.account.name.clone(), a.account.role));
         let (name, role) = account.unwrap_or_else(|| (String::new(), Role::Viewer));
         self.own(id, &name, role, ServiceAccountOrigin::Adopted)
     }
@@ -423,7 +470,10 @@ impl<'a> UseCaseRun<'a> {
     async fn rename(&mut self, to: &str) -> Result<(), StepError> {
         let id = self.target_id()?;
         let subject = json!({"id": id, "to": to});
-        let update = UpdateServiceAccount { name: Some(to), ..Default::default() };
+        let update = UpdateServiceAccount {
+            name: Some(to),
+            ..Default::default()
+        };
         let client = self.client().clone();
         let org = self.org_id();
         self.call(
@@ -450,7 +500,10 @@ impl<'a> UseCaseRun<'a> {
     async fn set_role(&mut self, role: Role) -> Result<(), StepError> {
         let id = self.target_id()?;
         let subject = json!({"id": id, "role": role});
-        let update = UpdateServiceAccount { role: Some(role), ..Default::default() };
+        let update = UpdateServiceAccount {
+            role: Some(role),
+            ..Default::default()
+        };
         let client = self.client().clone();
         let org = self.org_id();
         self.call(
@@ -460,7 +513,11 @@ impl<'a> UseCaseRun<'a> {
             |_| json!({}),
         )
         .await?;
-        let name = self.account.as_ref().map(|(_, n)| n.clone()).unwrap_or_default();
+        let name = self
+            .account
+            .as_ref()
+            .map(|(_, n)| n.clone())
+            .unwrap_or_default();
         self.own(id, &name, role, self.recorded_origin(id)?)
     }
 
@@ -486,8 +543,8 @@ impl<'a> UseCaseRun<'a> {
                 }
             }
         };
-        let granted = (seconds_to_live > 0)
-            .then(|| Utc::now() + chrono::Duration::seconds(seconds_to_live));
+        let granted =
+            (seconds_to_live > 0).then(|| Utc::now() + chrono::Duration::seconds(seconds_to_live));
         self.ledger().record_token(&TokenRecord {
             org_id: self.org_id(),
             sa_id: sa,
@@ -552,9 +609,12 @@ impl<'a> UseCaseRun<'a> {
         if let Err(error) = self.applier.sink.deliver(&delivery).await {
             // An undelivered secret is useless: delete the token now.
             self.delete_token(token.id).await?;
-            return Err(StepError::Undelivered(format!("secret not delivered: {error}")));
+            return Err(StepError::Undelivered(format!(
+                "secret not delivered: {error}"
+            )));
         }
-        self.ledger().mark_token_delivered(self.org_id(), token.id)?;
+        self.ledger()
+            .mark_token_delivered(self.org_id(), token.id)?;
         let links = CredentialLinks {
             target_sa_id: Some(sa),
             replacement_token_id: Some(token.id),
@@ -562,7 +622,8 @@ impl<'a> UseCaseRun<'a> {
             ..Default::default()
         };
         self.link(key_id, links)?;
-        self.ledger().transition(self.org_id(), key_id, CredentialState::Reissued, None)?;
+        self.ledger()
+            .transition(self.org_id(), key_id, CredentialState::Reissued, None)?;
         self.outcomes.insert(key_id, MemberOutcome::Reissued);
         Ok(())
     }
@@ -572,9 +633,12 @@ impl<'a> UseCaseRun<'a> {
         let subject = json!({"sa_id": sa, "token_id": token_id});
         let client = self.client().clone();
         let org = self.org_id();
-        self.call(OperationKind::DeleteToken, subject, client.delete_token(org, sa, token_id), |_| {
-            json!({})
-        })
+        self.call(
+            OperationKind::DeleteToken,
+            subject,
+            client.delete_token(org, sa, token_id),
+            |_| json!({}),
+        )
         .await?;
         self.ledger().mark_token_deleted(org, token_id)?;
         Ok(())
@@ -584,37 +648,55 @@ impl<'a> UseCaseRun<'a> {
         let subject = json!({"key_id": key_id, "reason": "expired"});
         let client = self.client().clone();
         let org = self.org_id();
-        self.call(OperationKind::DeleteKey, subject, client.delete_api_key(org, key_id), |_| {
-            json!({})
-        })
+        self.call(
+            OperationKind::DeleteKey,
+            subject,
+            client.delete_api_key(org, key_id),
+            |_| json!({}),
+        )
         .await?;
-        self.ledger().transition(org, key_id, CredentialState::Deleted, Some("expired"))?;
+        self.ledger()
+            .transition(org, key_id, CredentialState::Deleted, Some("expired"))?;
         Ok(())
     }
 
     fn link(&self, key_id: i64, links: CredentialLinks) -> Result<(), StepError> {
-        self.ledger().link_credential(self.org_id(), key_id, &links)?;
+        self.ledger()
+            .link_credential(self.org_id(), key_id, &links)?;
         Ok(())
     }
 
     fn fail_member(&mut self, key_id: i64, error: &StepError) -> Result<(), StepError> {
         let reason = error.describe();
-        self.ledger().transition(self.org_id(), key_id, CredentialState::Blocked, Some(&reason))?;
+        self.ledger().transition(
+            self.org_id(),
+            key_id,
+            CredentialState::Blocked,
+            Some(&reason),
+        )?;
         self.outcomes.insert(key_id, MemberOutcome::Failed(reason));
         Ok(())
     }
 
     // Once the account exists under its final name, the kept member is done.
     fn settle_kept(&mut self) -> Result<(), StepError> {
-        let Some((id, _)) = self.account.clone() else { return Ok(()) };
-        for member in self.plan.members.iter().filter(|m| m.action == Action::Keep) {
+        let Some((id, _)) = self.account.clone() else {
+            return Ok(());
+        };
+        for member in self
+            .plan
+            .members
+            .iter()
+            .filter(|m| m.action == Action::Keep)
+        {
             let links = CredentialLinks {
                 holder_sa_id: Some(id),
                 target_sa_id: Some(id),
                 ..Default::default()
             };
             self.link(member.key_id, links)?;
-            self.ledger().transition(self.org_id(), member.key_id, CredentialState::Kept, None)?;
+            self.ledger()
+                .transition(self.org_id(), member.key_id, CredentialState::Kept, None)?;
             self.outcomes.insert(member.key_id, MemberOutcome::Kept);
         }
         Ok(())
@@ -630,10 +712,17 @@ impl<'a> UseCaseRun<'a> {
             self.block_open_members(&reason);
         }
         let members = self.plan.members.iter().map(|m| {
-            let outcome = self.outcomes.remove(&m.key_id).unwrap_or_else(|| planned_outcome(m));
+            let outcome = self
+                .outcomes
+                .remove(&m.key_id)
+                .unwrap_or_else(|| planned_outcome(m));
             ((self.org_id(), m.key_id), outcome)
         });
-        UseCaseResult { members: members.collect(), writes: self.writes, fatal }
+        UseCaseResult {
+            members: members.collect(),
+            writes: self.writes,
+            fatal,
+        }
     }
 
     fn block_open_members(&mut self, reason: &str) {
@@ -655,7 +744,8 @@ impl<'a> UseCaseRun<'a> {
             if let Err(error) = blocked {
                 warn!(org = self.org_id(), key = key_id, error = %error, "cannot record failure");
             }
-            self.outcomes.insert(key_id, MemberOutcome::Failed(reason.to_string()));
+            self.outcomes
+                .insert(key_id, MemberOutcome::Failed(reason.to_string()));
         }
     }
 }

@@ -155,7 +155,10 @@ fn load(cli: &Cli) -> Result<Config> {
 }
 
 fn init_logging(cli: &Cli, config: Option<&Config>) -> Result<()> {
-    let format = cli.log_format.or(config.map(|c| c.log.format)).unwrap_or(LogFormat::Text);
+    let format = cli
+        .log_format
+        .or(config.map(|c| c.log.format))
+        .unwrap_or(LogFormat::Text);
     let level = config.map_or(tracing::level_filters::LevelFilter::INFO, |c| {
         c.log.level.to_level_filter()
     });
@@ -183,8 +186,16 @@ async fn migrate(cli: &Cli, args: &MigrateArgs) -> Result<Exit> {
     if !args.yes {
         confirm(&config, &preview)?;
     }
-    let bar = progress_bar(preview.plan.use_cases().filter(|u| !u.steps.is_empty()).count());
-    let tick = bar.clone().map(|b| Arc::new(move || b.inc(1)) as Arc<dyn Fn() + Send + Sync>);
+    let bar = progress_bar(
+        preview
+            .plan
+            .use_cases()
+            .filter(|u| !u.steps.is_empty())
+            .count(),
+    );
+    let tick = bar
+        .clone()
+        .map(|b| Arc::new(move || b.inc(1)) as Arc<dyn Fn() + Send + Sync>);
     let result = job.migrate(tick).await?;
     if let Some(bar) = bar {
         bar.finish_and_clear();
@@ -265,16 +276,29 @@ async fn check(cli: &Cli) -> Result<Exit> {
     }
     let client = app::client(&config)?;
     let health = client.health().await.context("grafana is not reachable")?;
-    println!("ok    grafana at {} answers (database {})", config.grafana.url, health.database);
+    println!(
+        "ok    grafana at {} answers (database {})",
+        config.grafana.url, health.database
+    );
     let filter = app::org_filter(&config, &[]);
-    let inventory_orgs = crate::inventory::reachable_orgs(&client).await
+    let inventory_orgs = crate::inventory::reachable_orgs(&client)
+        .await
         .context("the credentials were refused or lack access")?;
-    let caps = client.capabilities(inventory_orgs.0.first().map_or(0, |o| o.id)).await?;
+    let caps = client
+        .capabilities(inventory_orgs.0.first().map_or(0, |o| o.id))
+        .await?;
     match caps.version {
         Some(v) => println!("ok    grafana {v}"),
-        None => println!("ok    grafana version hidden; probed: key API present = {}", caps.has_keys_api),
+        None => println!(
+            "ok    grafana version hidden; probed: key API present = {}",
+            caps.has_keys_api
+        ),
     }
-    let selected: Vec<_> = inventory_orgs.0.iter().filter(|o| filter.selects(o)).collect();
+    let selected: Vec<_> = inventory_orgs
+        .0
+        .iter()
+        .filter(|o| filter.selects(o))
+        .collect();
     if inventory_orgs.1 == crate::inventory::OrgScope::TokenOrg {
         println!("warn  authenticated with a token: only its own org is reachable");
     }
@@ -286,7 +310,10 @@ async fn check(cli: &Cli) -> Result<Exit> {
             }
             Ok(current) => {
                 failed = true;
-                println!("FAIL  org {}: grafana acts in org {} instead; add the user to it", org.id, current.id)
+                println!(
+                    "FAIL  org {}: grafana acts in org {} instead; add the user to it",
+                    org.id, current.id
+                )
             }
             Err(e) => {
                 failed = true;

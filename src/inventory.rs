@@ -213,7 +213,10 @@ pub async fn discover(client: &Client, filter: &OrgFilter) -> Result<Inventory, 
     for org in selected {
         inventories.push(discover_org(client, &capabilities, org).await?);
     }
-    info!(orgs = inventories.len(), version = ?capabilities.version, "estate discovered");
+    let version = capabilities
+        .version
+        .map_or_else(|| "hidden".into(), |v| v.to_string());
+    info!(orgs = inventories.len(), %version, "estate discovered");
     Ok(Inventory {
         url: client.base_url().to_string(),
         capabilities,

@@ -10,7 +10,9 @@ use crate::apply::{Applied, Applier, MemberOutcome};
 use crate::grafana::{Client, GrafanaError};
 use crate::inventory::{self, Inventory, OrgFilter, OrgScope};
 use crate::ledger::{CredentialState, Ledger, LedgerError, RunId, RunKind, RunOutcome};
-use crate::plan::{self, Known, OwnedAccount, OwnedToken, Plan, Policy, Progress};
+use crate::plan::{
+    self, Known, OwnedAccount, OwnedToken, Plan, Policy, Progress, SettledCredential,
+};
 use crate::report::{
     ActionEntry, Counts, MemberReport, MemberStatus, OrgReport, RunReport, UseCaseReport,
 };
@@ -84,7 +86,11 @@ impl Job {
         let inventory = self.discover().await?;
         let plan = plan::plan(&inventory, &known(&self.ledger)?, &self.policy, Utc::now());
         let report = self.report(run, RunKind::Plan, started, &inventory, &plan, None);
-        Ok(JobResult { report, plan, writes: 0 })
+        Ok(JobResult {
+            report,
+            plan,
+            writes: 0,
+        })
     }
 
     /// Resumes interrupted calls, then discovers, plans and applies until
@@ -100,7 +106,10 @@ impl Job {
         let run = self.ledger.start_run(RunKind::Migrate, &self.trigger)?;
         let started = Utc::now();
         let span = info_span!("run", run = run.0, kind = "migrate", trigger = %self.trigger);
-        let result = self.migrate_run(run, started, on_progress).instrument(span).await;
+        let result = self
+            .migrate_run(run, started, on_progress)
+            .instrument(span)
+            .await;
         self.close(run, result)
     }
 
@@ -125,12 +134,25 @@ impl Job {
         };
         let mut total = Applied::default();
         let (inventory, plan) = self.passes(&applier, &mut total).await?;
-        let mut report = self.report(run, RunKind::Migrate, started, &inventory, &plan, Some(&total));
+        let mut report = self.report(
+            run,
+            RunKind::Migrate,
+            started,
+            &inventory,
+            &plan,
+            Some(&total),
+        );
         if let Some(reason) = &total.stopped {
             report.outcome = RunOutcome::Failed;
-            report.needs_human.insert(0, format!("the run stopped: {reason}"));
+            report
+                .needs_human
+                .insert(0, format!("the run stopped: {reason}"));
         }
-        Ok(JobResult { report, plan, writes: total.writes })
+        Ok(JobResult {
+            report,
+            plan,
+            writes: total.writes,
+        })
     }
 
     // Applies until a plan has no changes, the run stops, or passes make
@@ -168,16 +190,24 @@ impl Job {
             .map_or_else(|| "hidden".to_string(), |v| v.to_string());
         if let Err(error) = self.ledger.bind_server(&inventory.url, &version) {
             // A ledger of another server must never be mixed in.
-            return Err(GrafanaError::Unexpected { org: 0, what: error.to_string() });
+            return Err(GrafanaError::Unexpected {
+                org: 0,
+                what: error.to_string(),
+            });
         }
         Ok(inventory)
     }
 
-    fn close(&self, run: RunId, result: Result<JobResult, JobError>) -> Result<JobResult, JobError> {
+    fn close(
+        &self,
+        run: RunId,
+        result: Result<JobResult, JobError>,
+    ) -> Result<JobResult, JobError> {
         match &result {
             Ok(done) => {
                 let report = &done.report;
-                self.ledger.finish_run(run, report.outcome, &report.summary())?;
+                self.ledger
+                    .finish_run(run, report.outcome, &report.summary())?;
             }
             Err(error) => {
                 let summary = serde_json::json!({"error": error.to_string()});
@@ -202,10 +232,17 @@ impl Job {
         let mut notes: Vec<String> = plan
             .orgs
             .iter()
-            .flat_map(|o| o.notes.iter().map(move |n| format!("org {}: {n}", o.org_id)))
+            .flat_map(|o| {
+                o.notes
+                    .iter()
+                    .map(move |n| format!("org {}: {n}", o.org_id))
+            })
             .collect();
         if inventory.scope == OrgScope::TokenOrg {
-            notes.insert(0, "authenticated with a token: only its own org was reachable".into());
+            notes.insert(
+                0,
+                "authenticated with a token: only its own org was reachable".into(),
+            );
         }
         let counts = Counts::tally(&orgs, &[]);
         let outcome = outcome(kind, plan, &counts);
@@ -261,9 +298,31 @@ fn outcome(kind: RunKind, plan: &Plan, counts: &Counts) -> RunOutcome {
 /// # Errors
 /// When the ledger cannot be read.
 pub fn known(ledger: &Ledger) -> Result<Known, LedgerError> {
-    let accounts = ledger.service_accounts(None)?.into_iter().filter(|a| a.deleted_at.is_none());
-    let tokens = ledger.tokens(None)?.into_iter().filter(|t| t.deleted_at.is_none());
-    let credentials = ledger.credentials(None)?.into_iter().map(|c| {
+    let accounts = ledger
+        .service_accounts(None)?
+        .into_iter()
+        .filter(|a| a.deleted_at.is_none());
+    let tokens = ledger
+        .tokens(None)?
+        .into_iter()
+        .filter(|t| t.deleted_at.is_none());
+    let records = ledger.credentials(None)?;
+    let settled = records
+        .iter()
+        .filter(|c| c.holder_sa_id.is_some() && c.holder_sa_id == c.target_sa_id)
+        .map(|c| SettledCredential {
+            org: c.org_id,
+            key_id: c.key_id,
+            name: c.name.clone(),
+            role: c.role,
+            use_case: c.use_case.clone(),
+            state: match c.target_sa_id {
+                Some(id) => format!("{} in service account {id}", c.state),
+                None => c.state.to_string(),
+            },
+        })
+        .collect();
+    let credentials = records.into_iter().map(|c| {
         let progress = match c.state {
             CredentialState::Kept | CredentialState::Reissued | CredentialState::Revoked => {
                 Progress::Migrated
@@ -294,6 +353,7 @@ pub fn known(ledger: &Ledger) -> Result<Known, LedgerError> {
             })
             .collect(),
         credentials: credentials.collect::<HashMap<_, _>>(),
+        settled,
     })
 }
 
@@ -308,7 +368,11 @@ fn org_report(org: &plan::OrgPlan, applied: Option<&Applied>) -> OrgReport {
             .map(|m| member_report(org.org_id, m, u.conflict.as_deref(), applied))
             .collect(),
     });
-    OrgReport { org_id: org.org_id, org_name: org.org_name.clone(), use_cases: use_cases.collect() }
+    OrgReport {
+        org_id: org.org_id,
+        org_name: org.org_name.clone(),
+        use_cases: use_cases.collect(),
+    }
 }
 
 fn describe_target(target: &plan::Target) -> Option<String> {
@@ -334,9 +398,11 @@ fn member_report(
         Action::Reissue => ("reissue token", MemberStatus::Planned, String::new()),
         Action::Unchanged(why) => ("none", MemberStatus::Unchanged, why.clone()),
         Action::Skip(why) => ("skip", MemberStatus::Skipped, why.clone()),
-        Action::Conflict(why) => {
-            ("none", MemberStatus::Conflict, conflict.unwrap_or(why).to_string())
-        }
+        Action::Conflict(why) => (
+            "none",
+            MemberStatus::Conflict,
+            conflict.unwrap_or(why).to_string(),
+        ),
     };
     if let Some(outcome) = done {
         (status, detail) = match outcome {
@@ -350,9 +416,18 @@ fn member_report(
         };
     }
     if !member.flags.is_empty() {
-        detail = [detail, member.flags.join("; ")].join(" ").trim().to_string();
+        detail = [detail, member.flags.join("; ")]
+            .join(" ")
+            .trim()
+            .to_string();
     }
-    MemberReport { key_id: member.key_id, name: member.name.clone(), action: action.into(), status, detail }
+    MemberReport {
+        key_id: member.key_id,
+        name: member.name.clone(),
+        action: action.into(),
+        status,
+        detail,
+    }
 }
 
 fn needs_human(orgs: &[OrgReport], plan: &Plan) -> Vec<String> {
@@ -367,7 +442,11 @@ fn needs_human(orgs: &[OrgReport], plan: &Plan) -> Vec<String> {
                 if attention {
                     items.push(format!(
                         "org {} use case {:?}, credential {:?} ({}): {} — {}",
-                        org.org_id, use_case.name, member.name, member.key_id, member.status,
+                        org.org_id,
+                        use_case.name,
+                        member.name,
+                        member.key_id,
+                        member.status,
                         member.detail
                     ));
                 }
@@ -376,7 +455,10 @@ fn needs_human(orgs: &[OrgReport], plan: &Plan) -> Vec<String> {
     }
     for org in &plan.orgs {
         if org.notes.iter().any(|n| n.contains("more may be hidden")) {
-            items.push(format!("org {}: listing saturated: more keys may be hidden", org.org_id));
+            items.push(format!(
+                "org {}: listing saturated: more keys may be hidden",
+                org.org_id
+            ));
         }
     }
     items

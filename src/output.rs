@@ -4,7 +4,16 @@ use crate::report::{MemberStatus, RunReport};
 
 /// Renders a run report as an aligned text table, one row per member.
 pub fn table(report: &RunReport) -> String {
-    let header = ["ORG", "USE CASE", "ACCOUNT", "ROLE", "CREDENTIAL", "ACTION", "STATUS", "DETAIL"];
+    let header = [
+        "ORG",
+        "USE CASE",
+        "ACCOUNT",
+        "ROLE",
+        "CREDENTIAL",
+        "ACTION",
+        "STATUS",
+        "DETAIL",
+    ];
     let mut rows: Vec<[String; 8]> = Vec::new();
     for org in &report.orgs {
         for use_case in &org.use_cases {
@@ -12,7 +21,10 @@ pub fn table(report: &RunReport) -> String {
                 rows.push([
                     org.org_id.to_string(),
                     use_case.name.clone(),
-                    use_case.service_account.clone().unwrap_or_else(|| "-".into()),
+                    use_case
+                        .service_account
+                        .clone()
+                        .unwrap_or_else(|| "-".into()),
                     use_case.role.map_or_else(|| "-".into(), |r| r.to_string()),
                     format!("{} ({})", member.name, member.key_id),
                     member.action.clone(),
@@ -41,7 +53,13 @@ fn align(header: &[&str; 8], rows: &[[String; 8]]) -> String {
             .zip(&widths)
             .enumerate()
             // The last column is not padded: it is free text.
-            .map(|(i, (c, w))| if i == 7 { c.to_string() } else { format!("{c:<w$}") })
+            .map(|(i, (c, w))| {
+                if i == 7 {
+                    c.to_string()
+                } else {
+                    format!("{c:<w$}")
+                }
+            })
             .collect();
         padded.join("  ").trim_end().to_string()
     };
@@ -84,7 +102,10 @@ pub fn summary(report: &RunReport) -> String {
 
 /// True when the report has members still to migrate.
 pub fn has_planned(report: &RunReport) -> bool {
-    report.orgs.iter().flat_map(|o| &o.use_cases).flat_map(|u| &u.members).any(|m| {
-        m.status == MemberStatus::Planned
-    })
+    report
+        .orgs
+        .iter()
+        .flat_map(|o| &o.use_cases)
+        .flat_map(|u| &u.members)
+        .any(|m| m.status == MemberStatus::Planned)
 }

@@ -128,6 +128,26 @@ pub struct Known {
     pub tokens: Vec<OwnedToken>,
     /// Progress per (org, key id).
     pub credentials: HashMap<(i64, i64), Progress>,
+    /// Migrated credentials that are no longer sources (their row now
+    /// lives in an owned account), shown in plans as done.
+    pub settled: Vec<SettledCredential>,
+}
+
+/// A migrated credential, for display.
+#[derive(Debug, Clone)]
+pub struct SettledCredential {
+    /// Org id.
+    pub org: i64,
+    /// Original key id.
+    pub key_id: i64,
+    /// Original key name.
+    pub name: String,
+    /// Its role.
+    pub role: Role,
+    /// Its use case.
+    pub use_case: String,
+    /// Where it stands, e.g. "kept".
+    pub state: String,
 }
 
 impl Known {
@@ -377,14 +397,44 @@ fn plan_org(
         policy,
         now,
     };
-    let use_cases = groups
-        .into_iter()
-        .map(|(name, (role, members))| context.plan_use_case(&name, role, members));
+    let sources: std::collections::HashSet<i64> = groups
+        .values()
+        .flat_map(|(_, m)| m.iter().map(|s| s.key_id))
+        .collect();
+    let settled: Vec<&SettledCredential> = known
+        .settled
+        .iter()
+        .filter(|s| s.org == org.org.id && !sources.contains(&s.key_id))
+        .collect();
+    for credential in &settled {
+        groups
+            .entry(credential.use_case.clone())
+            .or_insert((None, Vec::new()));
+    }
+    let use_cases = groups.into_iter().map(|(name, (role, members))| {
+        let mut plan = context.plan_use_case(&name, role, members);
+        let done = settled.iter().filter(|s| s.use_case == name);
+        plan.members.extend(done.map(|s| settled_member(s)));
+        plan
+    });
     OrgPlan {
         org_id: org.org.id,
         org_name: org.org.name.clone(),
         use_cases: use_cases.collect(),
         notes: org_notes(org),
+    }
+}
+
+fn settled_member(credential: &SettledCredential) -> Member {
+    Member {
+        key_id: credential.key_id,
+        name: credential.name.clone(),
+        role: credential.role,
+        source: "migrated",
+        expires: None,
+        last_used_at: None,
+        action: Action::Unchanged(credential.state.clone()),
+        flags: Vec::new(),
     }
 }
 
@@ -472,6 +522,10 @@ impl OrgContext<'_> {
             .collect();
         let owned = self.known.account_for(self.org_id(), name);
         if open.is_empty() && owned.is_none_or(|o| o.name == name) {
+            if let Some(owned) = owned {
+                plan.target = Target::Owned { id: owned.id };
+                plan.role = Some(owned.role);
+            }
             for (source, member) in sources.iter().zip(&members) {
                 self.expired_step(source, member, &mut plan.steps);
             }
@@ -512,7 +566,7 @@ impl OrgContext<'_> {
             flags: Vec::new(),
         };
         member.action = match self.known.progress(self.org_id(), source.key_id) {
-            Progress::Migrated => Action::Unchanged("migrated".into()),
+            Progress::Migrated => Action::Unchanged("migrated; replaced, awaiting cut-over".into()),
             Progress::Closed => Action::Unchanged("closed".into()),
             Progress::Open if source.is_expired(self.now) => Action::Skip(format!(
                 "expired at {}; an expired credential is not revived",
@@ -520,7 +574,8 @@ impl OrgContext<'_> {
             )),
             Progress::Open => Action::Reissue,
         };
-        if let Some(role) = forced.filter(|r| *r != source.role) {
+        let open = member.action == Action::Reissue;
+        if let Some(role) = forced.filter(|r| open && *r != source.role) {
             member
                 .flags
                 .push(format!("role changes from {} to {role}", source.role));
@@ -1128,6 +1183,7 @@ mod tests {
                 ((1, 1), Progress::Migrated),
                 ((1, 2), Progress::Migrated),
             ]),
+            settled: vec![],
         };
         let plan = plan(&inv, &known, &policy(vec![rule("ci", "^ci-", None)]), now());
         assert!(!plan.has_changes(), "{plan:#?}");

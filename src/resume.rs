@@ -41,7 +41,10 @@ pub async fn resume(client: &Client, ledger: &Ledger) -> Result<usize, ResumeErr
     for op in &pending {
         let result = look_up(client, ledger, op)
             .await
-            .map_err(|source| ResumeError::Grafana { op: op.id.0, source })?;
+            .map_err(|source| ResumeError::Grafana {
+                op: op.id.0,
+                source,
+            })?;
         info!(op = op.id.0, org = op.org_id, kind = %op.kind, result = result.as_str(),
             "settled an interrupted call");
         ledger.resolve_operation(op.id, result)?;
@@ -57,7 +60,9 @@ async fn look_up(
     let org = op.org_id;
     let subject = &op.subject;
     let found = match op.kind {
-        OperationKind::CreateServiceAccount => created_account(client, ledger, org, subject).await?,
+        OperationKind::CreateServiceAccount => {
+            created_account(client, ledger, org, subject).await?
+        }
         OperationKind::MigrateKey => migrated_key(client, ledger, org, subject).await?,
         OperationKind::CreateToken => {
             let name = text(subject, "name");
@@ -72,9 +77,8 @@ async fn look_up(
         }
         OperationKind::RenameServiceAccount | OperationKind::UpdateServiceAccountRole => {
             let account = client.service_account(org, int(subject, "id")).await?;
-            let done = account.is_some_and(|a| {
-                a.name == text(subject, "to") || Some(a.role) == role(subject)
-            });
+            let done = account
+                .is_some_and(|a| a.name == text(subject, "to") || Some(a.role) == role(subject));
             done.then(|| json!({}))
         }
         OperationKind::DeleteServiceAccount => {
@@ -104,9 +108,19 @@ async fn created_account(
 ) -> Result<Option<Value>, GrafanaError> {
     let (name, use_case) = (text(subject, "name"), text(subject, "use_case"));
     let found = client.service_accounts_named(org, &name).await?;
-    let Some(account) = found.first() else { return Ok(None) };
+    let Some(account) = found.first() else {
+        return Ok(None);
+    };
     let role = role(subject).unwrap_or(account.role);
-    own(ledger, org, account.id, &use_case, &name, role, ServiceAccountOrigin::Created);
+    own(
+        ledger,
+        org,
+        account.id,
+        &use_case,
+        &name,
+        role,
+        ServiceAccountOrigin::Created,
+    );
     Ok(Some(json!({"id": account.id})))
 }
 
@@ -121,8 +135,19 @@ async fn migrated_key(
         return Ok(None);
     };
     // The role is fixed up by the next plan if the use case wants another.
-    let role = client.service_account(org, id).await?.map_or(Role::Viewer, |a| a.role);
-    own(ledger, org, id, &text(subject, "use_case"), &name, role, ServiceAccountOrigin::Adopted);
+    let role = client
+        .service_account(org, id)
+        .await?
+        .map_or(Role::Viewer, |a| a.role);
+    own(
+        ledger,
+        org,
+        id,
+        &text(subject, "use_case"),
+        &name,
+        role,
+        ServiceAccountOrigin::Adopted,
+    );
     Ok(Some(json!({"id": id})))
 }
 
@@ -136,7 +161,11 @@ fn own(
     origin: ServiceAccountOrigin,
 ) {
     let known = ledger.service_account(org, id).ok().flatten().is_some()
-        || ledger.service_account_for_use_case(org, use_case).ok().flatten().is_some();
+        || ledger
+            .service_account_for_use_case(org, use_case)
+            .ok()
+            .flatten()
+            .is_some();
     if known {
         return;
     }
@@ -156,13 +185,23 @@ fn own(
 }
 
 fn text(subject: &Value, field: &str) -> String {
-    subject.get(field).and_then(Value::as_str).unwrap_or_default().to_string()
+    subject
+        .get(field)
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string()
 }
 
 fn int(subject: &Value, field: &str) -> i64 {
-    subject.get(field).and_then(Value::as_i64).unwrap_or_default()
+    subject
+        .get(field)
+        .and_then(Value::as_i64)
+        .unwrap_or_default()
 }
 
 fn role(subject: &Value) -> Option<Role> {
-    subject.get("role").and_then(Value::as_str).and_then(|r| r.parse().ok())
+    subject
+        .get("role")
+        .and_then(Value::as_str)
+        .and_then(|r| r.parse().ok())
 }

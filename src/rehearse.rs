@@ -1,0 +1,349 @@
+//! `keyshift rehearse`: the whole job against a simulated Grafana.
+//!
+//! Starts grafana-sim in-process with a built-in sample estate, then
+//! plans, migrates and plans again, writing only under one directory.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use chrono::{Duration, Utc};
+use clap::Args;
+use grafana_sim::estate::{EstateKey, EstateOrg, EstateServiceAccount, EstateToken};
+use grafana_sim::{Estate, Profile, Role as SimRole, SimConfig};
+
+use crate::cli::{print_result, Exit, Format};
+use crate::config::Config;
+use crate::{app, output};
+
+/// `keyshift rehearse`.
+#[derive(Debug, Args)]
+pub struct RehearseArgs {
+    /// Grafana version to simulate: a profile (9.1 ... 12.1) or a version
+    #[arg(long, default_value = "11.5")]
+    pub profile: String,
+    /// Directory for the config, ledger, reports and token files
+    /// [default: a new directory under the system's temporary directory]
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+    /// Output format of the plans [default: table]
+    #[arg(long, value_enum, default_value = "table")]
+    pub format: Format,
+}
+
+/// Runs the rehearsal.
+///
+/// # Errors
+/// When the simulator or a step of the job fails.
+pub async fn run(args: &RehearseArgs) -> Result<Exit> {
+    let profile: Profile = args.profile.parse().context("--profile")?;
+    let dir = workspace(args.dir.as_deref())?;
+    let password = format!(
+        "rehearsal-{:x}",
+        Utc::now().timestamp_nanos_opt().unwrap_or(0)
+    );
+    let mut sim_config = SimConfig::new(profile).with_estate(sample_estate());
+    sim_config.admin_password = password.clone();
+    if args.profile != profile.name() {
+        // A version was given rather than a profile: report it as such.
+        let full = match args.profile.split('.').count() {
+            2 => format!("{}.0", args.profile),
+            _ => args.profile.clone(),
+        };
+        sim_config.version = Some(full);
+    }
+    let sim = grafana_sim::start(sim_config)
+        .await
+        .context("cannot start the simulator")?;
+    if profile >= Profile::V11_6 {
+        // Grafana 11.6+ converted every key when it started.
+        let converted = sim
+            .export_estate()
+            .service_accounts
+            .iter()
+            .filter(|a| a.name.starts_with(crate::inventory::AUTOGEN_PREFIX));
+        println!(
+            "Grafana {} converted the estate's keys into {} sa-autogen-* accounts at startup\n",
+            profile.name(),
+            converted.count()
+        );
+    }
+    let config = write_config(&dir, &sim.url(), &password)?;
+    let job = app::job(&config, &[], "rehearse")?;
+    println!(
+        "== Plan (Grafana {} simulated at {})\n",
+        profile.name(),
+        sim.url()
+    );
+    print_result(&job.plan().await?, Some(args.format))?;
+    println!("== Migrate\n");
+    let migrated = job.migrate(None).await?;
+    let report = app::reports(&config).write(&migrated.report)?;
+    print!("{}", output::summary(&migrated.report));
+    println!("\n== Plan again\n");
+    let after = job.plan().await?;
+    print_result(&after, Some(args.format))?;
+    let left = after.plan.has_changes();
+    println!(
+        "{}",
+        if left {
+            "changes remain"
+        } else {
+            "nothing left to do"
+        }
+    );
+    println!(
+        "\nreport: {}\nledger: {}\ntokens: {}\nconfig: {}",
+        report.display(),
+        config.ledger.path.display(),
+        dir.join("tokens").display(),
+        config.origin.display()
+    );
+    sim.shutdown().await;
+    Ok(if left { Exit::Attention } else { Exit::Done })
+}
+
+fn workspace(dir: Option<&Path>) -> Result<PathBuf> {
+    use std::os::unix::fs::DirBuilderExt;
+    match dir {
+        Some(dir) => {
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(dir)
+                .with_context(|| format!("cannot create {}", dir.display()))?;
+            Ok(dir.to_path_buf())
+        }
+        None => Ok(tempfile::Builder::new()
+            .prefix("keyshift-rehearsal-")
+            .tempdir()?
+            .keep()),
+    }
+}
+
+fn write_config(dir: &Path, url: &str, password: &str) -> Result<Config> {
+    write_private(&dir.join("admin-password"), password)?;
+    let text = format!(
+        r#"# Written by keyshift rehearse.
+[grafana]
+url = "{url}"
+concurrency = 4
+
+[grafana.auth]
+kind = "basic"
+user = "admin"
+password_file = "admin-password"
+
+{RULES}
+[sink]
+kind = "directory"
+path = "tokens"
+
+[ledger]
+path = "ledger.sqlite"
+
+[reports]
+dir = "reports"
+"#
+    );
+    let path = dir.join("config.toml");
+    write_private(&path, &text)?;
+    Ok(Config::load(&path)?)
+}
+
+fn write_private(path: &Path, text: &str) -> Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    file.write_all(text.as_bytes())?;
+    Ok(())
+}
+
+/// The use-case rules of the rehearsal.
+const RULES: &str = r#"[[use_case]]
+name = "ci-deploy"
+match = "^ci-deploy-"
+
+[[use_case]]
+name = "prometheus-exporter"
+match = "^prometheus-exporter-"
+
+[[use_case]]
+name = "terraform"
+match = "^terraform-"
+role = "Admin"
+
+[[use_case]]
+name = "loki-push"
+match = "^loki-push-"
+
+[[use_case]]
+name = "etl"
+match = "^etl-"
+
+[[use_case]]
+name = "reporting"
+match = "^report-"
+
+[[use_case]]
+name = "k8s-sidecar"
+match = "^k8s-sidecar-"
+
+[[use_case]]
+name = "metrics"
+match = "^metrics-"
+"#;
+
+/// The built-in sample estate: three orgs, 44 credentials, and the
+/// situations a real estate has (see the comments in the body).
+pub fn sample_estate() -> Estate {
+    let mut keys = Vec::new();
+    let mut add = |org, name: &str, role, used_days: Option<i64>, expires_days: Option<i64>| {
+        keys.push(key(org, name, role, used_days, expires_days));
+    };
+    // Org 1: groups that share a use case, singles, a name collision.
+    for (i, used) in [
+        (1, Some(20)),
+        (2, Some(1)),
+        (3, None),
+        (4, Some(90)),
+        (5, Some(3)),
+    ] {
+        add(1, &format!("ci-deploy-{i}"), SimRole::Editor, used, None);
+    }
+    for env in ["prod", "staging", "dev"] {
+        add(
+            1,
+            &format!("prometheus-exporter-{env}"),
+            SimRole::Viewer,
+            Some(0),
+            None,
+        );
+    }
+    add(1, "terraform-core", SimRole::Admin, Some(2), None);
+    add(1, "terraform-network", SimRole::Editor, Some(9), None);
+    add(1, "grafana-backup", SimRole::Admin, Some(1), None);
+    add(1, "oncall", SimRole::Admin, Some(4), None); // collides with a foreign account
+    add(
+        1,
+        "old-dashboard-sync",
+        SimRole::Viewer,
+        Some(400),
+        Some(-30),
+    ); // expired
+    add(1, "nightly-report", SimRole::Viewer, Some(1), Some(3)); // expires soon
+    add(1, "status-page", SimRole::Viewer, None, Some(60));
+    add(1, "legacy-importer", SimRole::Editor, Some(200), Some(-1)); // expired
+                                                                     // Org 2: more groups, one expiring within days.
+    for (i, name) in ["a", "b", "c", "d"].iter().enumerate() {
+        add(
+            2,
+            &format!("ci-deploy-{name}"),
+            SimRole::Editor,
+            Some(i as i64 * 5),
+            None,
+        );
+    }
+    for i in 1..=3 {
+        add(
+            2,
+            &format!("loki-push-{i}"),
+            SimRole::Editor,
+            Some(i),
+            Some(45),
+        );
+    }
+    add(2, "alert-webhook", SimRole::Viewer, Some(7), None);
+    add(2, "k8s-sidecar-east", SimRole::Viewer, Some(0), Some(2));
+    add(2, "k8s-sidecar-west", SimRole::Viewer, Some(1), Some(200));
+    add(2, "quarterly-audit", SimRole::Viewer, None, Some(60));
+    add(2, "expired-exporter", SimRole::Viewer, Some(100), Some(-10));
+    // Org 3: a mixed-role group (a conflict until a role is chosen).
+    for i in 1..=4 {
+        add(3, &format!("etl-job-{i}"), SimRole::Editor, Some(i), None);
+    }
+    for name in ["daily", "weekly", "monthly"] {
+        add(3, &format!("report-{name}"), SimRole::Viewer, Some(2), None);
+    }
+    add(3, "metrics-reader", SimRole::Viewer, Some(1), None);
+    add(3, "metrics-writer", SimRole::Editor, Some(1), None);
+    add(3, "adhoc-notebook", SimRole::Viewer, None, None);
+    add(3, "data-export", SimRole::Editor, Some(30), Some(10));
+    add(3, "ml-pipeline", SimRole::Editor, Some(5), None);
+    Estate {
+        orgs: vec![org(1, "Main Org."), org(2, "platform"), org(3, "analytics")],
+        users: Vec::new(),
+        api_keys: keys,
+        service_accounts: vec![
+            // Made by hand, not keyshift's: its name blocks use case "oncall".
+            account(1, "oncall", false, "oncall-manual"),
+            // Foreign and unrelated: left alone.
+            account(1, "human-made-bot", false, "bot-token"),
+            // Managed by a plugin: never touched, token name reserved.
+            account(
+                1,
+                "extsvc-grafana-oncall-app",
+                true,
+                "extsvc-token-grafana-oncall-app",
+            ),
+        ],
+    }
+}
+
+fn org(id: i64, name: &str) -> EstateOrg {
+    EstateOrg {
+        id,
+        name: name.into(),
+    }
+}
+
+fn key(
+    org: i64,
+    name: &str,
+    role: SimRole,
+    used_days: Option<i64>,
+    expires_days: Option<i64>,
+) -> EstateKey {
+    let now = Utc::now();
+    EstateKey {
+        id: None,
+        org,
+        name: name.into(),
+        role,
+        created: Some(now - Duration::days(500)),
+        expires: expires_days.map(|d| now + Duration::days(d)),
+        last_used: used_days.map(|d| now - Duration::days(d)),
+        secret: None,
+        secret_hash: None,
+    }
+}
+
+fn account(org: i64, name: &str, external: bool, token: &str) -> EstateServiceAccount {
+    EstateServiceAccount {
+        id: None,
+        uid: None,
+        org,
+        name: name.into(),
+        login: None,
+        role: SimRole::Editor,
+        disabled: false,
+        external,
+        permissions: Vec::new(),
+        created: None,
+        tokens: vec![EstateToken {
+            id: None,
+            name: token.into(),
+            secret: None,
+            secret_hash: None,
+            created: None,
+            expires: None,
+            last_used: None,
+            revoked: false,
+        }],
+    }
+}
