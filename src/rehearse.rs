@@ -13,6 +13,7 @@ use grafana_sim::{Estate, Profile, Role as SimRole, SimConfig};
 
 use crate::cli::{print_result, Exit, Format};
 use crate::config::Config;
+use crate::inventory::AUTOGEN_PREFIX;
 use crate::{app, output};
 
 /// `keyshift rehearse`.
@@ -56,11 +57,9 @@ pub async fn run(args: &RehearseArgs) -> Result<Exit> {
         .context("cannot start the simulator")?;
     if profile >= Profile::V11_6 {
         // Grafana 11.6+ converted every key when it started.
-        let converted = sim
-            .export_estate()
-            .service_accounts
-            .iter()
-            .filter(|a| a.name.starts_with(crate::inventory::AUTOGEN_PREFIX));
+        let estate = sim.export_estate();
+        let autogen = |a: &&EstateServiceAccount| a.name.starts_with(AUTOGEN_PREFIX);
+        let converted = estate.service_accounts.iter().filter(autogen);
         println!(
             "Grafana {} converted the estate's keys into {} sa-autogen-* accounts at startup\n",
             profile.name(),
