@@ -189,7 +189,7 @@ pub fn delete(ctx: &mut Ctx<'_>, id: &str, token: &str) -> Reply {
         return Reply::message(400, "Token ID is invalid");
     };
     let row = ctx.state.key(token_id);
-    if !row.is_some_and(|r| r.service_account_id == Some(sa_id)) {
+    if row.is_none_or(|r| r.service_account_id != Some(sa_id)) {
         let classic = "Failed to delete service account token";
         let id = "serviceaccounts.ErrTokenNotFound";
         return ctx.sa_error(404, classic, id, "service account token not found");
