@@ -172,7 +172,8 @@ impl Applier {
         let Some(known) = known else { return Ok(()) };
         // Grafana converted a key we knew as legacy (11.6+ at startup).
         let converted = known.source == SourceKind::LegacyKey
-            && matches!(source.source, Source::AutogenToken { .. });
+            && matches!(source.source, Source::AutogenToken { service_account }
+                if self.ledger.service_account(org, service_account)?.is_none());
         if converted && is_open(known.state) {
             info!(
                 org,
@@ -240,9 +241,9 @@ pub fn credential_record(
         name: source.name.clone(),
         role: source.role,
         source: kind,
-        // Keys Grafana converted keep the old format; the listing cannot
-        // tell, and keyshift never sees the secret.
-        format: SecretFormat::Unknown,
+        // Inferred: legacy keys use the base64 JSON form, and Grafana keeps
+        // it when it converts a key; keyshift never sees the secret itself.
+        format: SecretFormat::LegacyJson,
         expires: source.expires,
         effective_expires: None,
         last_used_at: source.last_used_at,
