@@ -112,21 +112,16 @@ impl Applier {
     /// Only for ledger failures before any step; step failures are
     /// reported per member in [`Applied`].
     pub async fn apply(&self, inventory: &Inventory, plan: &Plan) -> Result<Applied, LedgerError> {
-        for (org, org_plan) in inventory.orgs.iter().zip(&plan.orgs) {
-            self.record_members(org, org_plan)?;
-        }
-        let jobs = inventory
+        self.record(inventory, plan)?;
+        // Indices rather than references keep the stream's future Send.
+        let jobs: Vec<(usize, usize)> = plan
             .orgs
             .iter()
-            .zip(&plan.orgs)
-            .flat_map(|(org, org_plan)| {
-                org_plan
-                    .use_cases
-                    .iter()
-                    .map(move |use_case| (org, use_case))
-            });
+            .enumerate()
+            .flat_map(|(o, org)| (0..org.use_cases.len()).map(move |u| (o, u)))
+            .collect();
         let results: Vec<UseCaseResult> = stream::iter(jobs)
-            .map(|(org, use_case)| self.apply_use_case(org, use_case))
+            .map(|(o, u)| self.apply_use_case(&inventory.orgs[o], &plan.orgs[o].use_cases[u]))
             .buffer_unordered(self.concurrency.max(1))
             .collect()
             .await;
@@ -140,9 +135,20 @@ impl Applier {
     }
 
     // Discovery data and the plan's decisions go to the ledger first.
+    /// Records what discovery found and the plan decided, for every org.
+    ///
+    /// # Errors
+    /// When the ledger fails.
+    pub fn record(&self, inventory: &Inventory, plan: &Plan) -> Result<(), LedgerError> {
+        for (org, org_plan) in inventory.orgs.iter().zip(&plan.orgs) {
+            self.record_members(org, org_plan)?;
+        }
+        Ok(())
+    }
+
     fn record_members(&self, org: &OrgInventory, plan: &OrgPlan) -> Result<(), LedgerError> {
-        let sources: HashMap<i64, SourceCredential> =
-            org.sources().into_iter().map(|s| (s.key_id, s)).collect();
+        let sources: HashMap<i64, &SourceCredential> =
+            plan.sources.iter().map(|s| (s.key_id, s)).collect();
         for use_case in &plan.use_cases {
             for member in &use_case.members {
                 let Some(source) = sources.get(&member.key_id) else {
@@ -188,11 +194,32 @@ impl Applier {
                 .transition(org, source.key_id, state, reason.as_deref())?;
         }
         if let Source::AutogenToken { service_account } = source.source {
-            let links = CredentialLinks {
-                holder_sa_id: Some(service_account),
-                ..Default::default()
-            };
-            self.ledger.link_credential(org, source.key_id, &links)?;
+            self.record_holder(org, use_case, source.key_id, service_account, known.state)?;
+        }
+        Ok(())
+    }
+
+    // A row inside the use case's own account is kept, whichever run
+    // moved it there.
+    fn record_holder(
+        &self,
+        org: i64,
+        use_case: &str,
+        key_id: i64,
+        holder: i64,
+        state: CredentialState,
+    ) -> Result<(), LedgerError> {
+        let owner = self.ledger.service_account(org, holder)?;
+        let ours = owner.is_some_and(|a| a.use_case == use_case && a.deleted_at.is_none());
+        let links = CredentialLinks {
+            holder_sa_id: Some(holder),
+            target_sa_id: ours.then_some(holder),
+            ..Default::default()
+        };
+        self.ledger.link_credential(org, key_id, &links)?;
+        if ours && is_open(state) {
+            self.ledger
+                .transition(org, key_id, CredentialState::Kept, None)?;
         }
         Ok(())
     }
@@ -641,8 +668,12 @@ impl<'a> UseCaseRun<'a> {
             |_| json!({}),
         )
         .await?;
-        self.ledger().mark_token_deleted(org, token_id)?;
-        Ok(())
+        // A token made by a run that stopped before recording it is not in
+        // the ledger; deleting it is all there is to do.
+        match self.ledger().mark_token_deleted(org, token_id) {
+            Err(LedgerError::UnknownToken { .. }) | Ok(()) => Ok(()),
+            Err(error) => Err(error.into()),
+        }
     }
 
     async fn delete_expired(&mut self, key_id: i64) -> Result<(), StepError> {

@@ -166,6 +166,7 @@ impl Job {
             let inventory = self.discover().await?;
             let plan = plan::plan(&inventory, &known(&self.ledger)?, &self.policy, Utc::now());
             if !plan.has_changes() || total.stopped.is_some() {
+                applier.record(&inventory, &plan)?;
                 return Ok((inventory, plan));
             }
             let applied = applier.apply(&inventory, &plan).await?;

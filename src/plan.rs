@@ -191,6 +191,9 @@ pub struct OrgPlan {
     pub use_cases: Vec<UseCasePlan>,
     /// Things an operator should know about the org.
     pub notes: Vec<String>,
+    /// The source credentials the plan was made from.
+    #[serde(skip)]
+    pub sources: Vec<SourceCredential>,
 }
 
 /// The plan for one use case.
@@ -381,8 +384,9 @@ fn plan_org(
     policy: &Policy,
     now: DateTime<Utc>,
 ) -> OrgPlan {
+    let sources = sources(org, known);
     let mut groups: BTreeMap<String, (Option<Role>, Vec<SourceCredential>)> = BTreeMap::new();
-    for credential in org.sources() {
+    for credential in sources.iter().cloned() {
         let (name, role) = use_case_of(policy, org, &credential.name);
         groups
             .entry(name)
@@ -397,14 +401,11 @@ fn plan_org(
         policy,
         now,
     };
-    let sources: std::collections::HashSet<i64> = groups
-        .values()
-        .flat_map(|(_, m)| m.iter().map(|s| s.key_id))
-        .collect();
+    let source_ids: std::collections::HashSet<i64> = sources.iter().map(|s| s.key_id).collect();
     let settled: Vec<&SettledCredential> = known
         .settled
         .iter()
-        .filter(|s| s.org == org.org.id && !sources.contains(&s.key_id))
+        .filter(|s| s.org == org.org.id && !source_ids.contains(&s.key_id))
         .collect();
     for credential in &settled {
         groups
@@ -422,7 +423,36 @@ fn plan_org(
         org_name: org.org.name.clone(),
         use_cases: use_cases.collect(),
         notes: org_notes(org),
+        sources,
     }
+}
+
+/// The org's source credentials, plus the rows of owned accounts that
+/// the ledger knows as credentials: a run stopped after renaming an
+/// adopted account leaves a kept credential that is no longer in an
+/// `sa-autogen-*` account, and it must still be settled.
+pub fn sources(org: &OrgInventory, known: &Known) -> Vec<SourceCredential> {
+    let mut sources = org.sources();
+    let id = org.org.id;
+    let owned = known.accounts.iter().filter(|a| a.org == id);
+    for account in owned.filter_map(|a| org.account(a.id)) {
+        if account.kind == AccountKind::Autogen {
+            continue;
+        }
+        let rows = account.tokens.items.iter();
+        let rows = rows.filter(|t| known.credentials.contains_key(&(id, t.id)));
+        sources.extend(rows.map(|t| SourceCredential {
+            key_id: t.id,
+            name: t.name.clone(),
+            role: account.account.role,
+            expires: t.expiration,
+            last_used_at: t.last_used_at,
+            source: Source::AutogenToken {
+                service_account: account.account.id,
+            },
+        }));
+    }
+    sources
 }
 
 fn settled_member(credential: &SettledCredential) -> Member {
@@ -505,7 +535,19 @@ impl OrgContext<'_> {
         forced: Option<Role>,
         sources: Vec<SourceCredential>,
     ) -> UseCasePlan {
+        let owned = self.known.account_for(self.org_id(), name);
         let mut members: Vec<Member> = sources.iter().map(|s| self.member(s, forced)).collect();
+        // A row already inside the use case's account was kept by an
+        // earlier run, possibly one that stopped before recording it.
+        for (source, member) in sources.iter().zip(members.iter_mut()) {
+            if let Source::AutogenToken { service_account } = source.source {
+                if owned.is_some_and(|o| o.id == service_account) {
+                    member.action =
+                        Action::Unchanged(format!("kept in service account {service_account}"));
+                    member.flags.clear();
+                }
+            }
+        }
         let mut plan = UseCasePlan {
             name: name.to_string(),
             role: None,
@@ -520,7 +562,6 @@ impl OrgContext<'_> {
             .filter(|(_, m)| m.action == Action::Reissue)
             .map(|(s, _)| s)
             .collect();
-        let owned = self.known.account_for(self.org_id(), name);
         if open.is_empty() && owned.is_none_or(|o| o.name == name) {
             if let Some(owned) = owned {
                 plan.target = Target::Owned { id: owned.id };

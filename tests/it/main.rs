@@ -1,4 +1,7 @@
 //! Integration tests: one binary, one module per area.
 
 mod dashboard;
+mod field_cases;
+mod migrate;
+mod support;
 mod systemd;

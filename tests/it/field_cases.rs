@@ -1,0 +1,1 @@
+//! Field cases of field-cases.md that concern migrate, one test each.
