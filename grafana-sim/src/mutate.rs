@@ -39,6 +39,13 @@ pub enum Mutation {
         /// Disabled or not.
         disabled: bool,
     },
+    /// Replace the extra RBAC actions of a service account.
+    SetServiceAccountPermissions {
+        /// Account id.
+        id: i64,
+        /// Actions such as `serviceaccounts:create`.
+        permissions: Vec<String>,
+    },
     /// Delete a key or token row.
     DeleteToken {
         /// Row id.
@@ -133,6 +140,9 @@ pub fn apply(
             u.service_account.as_mut().expect("checked").disabled = disabled
         })
         .map(|_| none),
+        M::SetServiceAccountPermissions { id, permissions } => {
+            update_sa(state, id, |u| u.permissions = permissions).map(|_| none)
+        }
         M::DeleteToken { id } => state
             .remove_key(id)
             .map(|_| none)
