@@ -19,12 +19,14 @@ const LOAD_SECONDS: u64 = 3;
 
 #[tokio::main]
 async fn main() {
-    memory().await;
+    memory(Profile::V10_4).await;
+    // 11.6 converts every key at start: 100,000 service accounts as well.
+    memory(Profile::V11_6).await;
     throughput().await;
 }
 
 /// Resident memory for 100 orgs × 1,000 keys.
-async fn memory() {
+async fn memory(profile: Profile) {
     let estate = generate(&GenerateConfig {
         orgs: 100,
         keys_per_org: 1000,
@@ -32,13 +34,14 @@ async fn memory() {
         now: Utc::now(),
     });
     let keys = estate.api_keys.len();
-    let config = SimConfig::new(Profile::V10_4).with_estate(estate);
+    let config = SimConfig::new(profile).with_estate(estate);
     let started = Instant::now();
     let sim = start(config).await.expect("simulator starts");
     let load = started.elapsed();
     let (rss, hwm) = memory_kib();
     println!(
-        "memory: {keys} keys loaded in {:.2}s; VmRSS {:.1} MiB, VmHWM {:.1} MiB",
+        "memory ({profile}): {keys} keys loaded in {:.2}s; \
+         VmRSS {:.1} MiB, VmHWM {:.1} MiB (process so far)",
         load.as_secs_f64(),
         rss as f64 / 1024.0,
         hwm as f64 / 1024.0
