@@ -109,11 +109,21 @@ pub fn search(ctx: &mut Ctx<'_>) -> Reply {
         .iter()
         .skip((perpage * (page - 1)) as usize)
         .take(perpage as usize)
-        .map(|u| sa_dto(ctx, u, true))
+        .map(|u| search_item(ctx, u))
         .collect();
     let body = json!({"totalCount": matches.len(), "serviceAccounts": items,
                       "page": page, "perPage": perpage});
     Reply::json(200, &body)
+}
+
+// Search counts tokens with GROUP BY from 12.0 code on (exact); older
+// code took the capped list length.
+fn search_item(ctx: &Ctx<'_>, user: &User) -> Value {
+    let mut dto = sa_dto(ctx, user, true);
+    if ctx.profile >= Profile::V12_1 {
+        dto["tokens"] = ctx.state.token_count(user.id).into();
+    }
+    dto
 }
 
 fn search_matches<'c>(ctx: &'c Ctx<'_>) -> Vec<&'c User> {

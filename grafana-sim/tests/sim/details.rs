@@ -254,3 +254,28 @@ async fn external_service_accounts_are_flagged() {
     let search = sim.admin("GET", "/api/serviceaccounts/search", None).await;
     assert_eq!(search.body["serviceAccounts"][0]["isExternal"], true);
 }
+
+// Token counts stop at the 300 cap, except in 12.1 search (GROUP BY).
+#[tokio::test]
+async fn token_counts_per_era() {
+    for (profile, search_count) in [(Profile::V11_6, 300), (Profile::V12_1, 301)] {
+        let sim = Sim::start(profile).await;
+        let sa = sim.create_sa("bot", "Viewer").await;
+        for i in 0..301 {
+            let m = json!({"op": "create_token", "service_account_id": sa,
+                           "name": format!("t{i}")});
+            sim.handle
+                .mutate(serde_json::from_value(m).unwrap())
+                .unwrap();
+        }
+        let search = sim.admin("GET", "/api/serviceaccounts/search", None).await;
+        assert_eq!(
+            search.body["serviceAccounts"][0]["tokens"], search_count,
+            "{profile}"
+        );
+        let get = sim
+            .admin("GET", &format!("/api/serviceaccounts/{sa}"), None)
+            .await;
+        assert_eq!(get.body["tokens"], 300, "{profile}");
+    }
+}
