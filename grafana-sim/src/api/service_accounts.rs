@@ -140,8 +140,11 @@ fn search_matches<'c>(ctx: &'c Ctx<'_>) -> Vec<&'c User> {
         let text = fields
             .iter()
             .any(|f| like_contains(&f.to_lowercase(), &query));
-        let tokens = ctx.state.tokens_of(u.id);
-        text && (!expired || tokens.iter().any(|t| t.expires.is_some_and(|e| e < now)))
+        let has_expired = || {
+            let tokens = ctx.state.tokens_of(u.id);
+            tokens.iter().any(|t| t.expires.is_some_and(|e| e < now))
+        };
+        text && (!expired || has_expired())
     };
     ctx.state
         .service_accounts_in(ctx.org())
