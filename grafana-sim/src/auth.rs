@@ -147,7 +147,7 @@ pub fn authenticate(
         requested,
         observe_only: input.observe_only,
     };
-    authenticate_password(options, state, attempt)
+    authenticate_password(profile, options, state, attempt)
 }
 
 fn strip_scheme<'a>(header: &'a str, scheme: &str) -> Option<&'a str> {
@@ -172,6 +172,7 @@ struct Attempt<'a> {
 }
 
 fn authenticate_password(
+    profile: Profile,
     options: &Options,
     state: &mut State,
     attempt: Attempt<'_>,
@@ -199,7 +200,7 @@ fn authenticate_password(
         if !blocked && !observe_only {
             state.login_failures.entry(key).or_default().push_back(now);
         }
-        return Err(wrong_password(options));
+        return Err(wrong_password(profile, options, blocked));
     }
     let user = user.expect("matched above");
     let org = requested.unwrap_or_else(|| current_org(user));
@@ -224,14 +225,16 @@ fn current_org(user: &crate::state::User) -> i64 {
     user.orgs.keys().next().copied().unwrap_or(1)
 }
 
-fn wrong_password(options: &Options) -> AuthFailure {
+// A locked login reads like a wrong password; ≈10.x authn code named it
+// `login-attempt.blocked`, 13.x code `password-auth.failed`.
+fn wrong_password(profile: Profile, options: &Options, blocked: bool) -> AuthFailure {
     let body = if options.wrong_password_400 || options.authn_era {
         let status = if options.wrong_password_400 { 400 } else { 401 };
-        errutil(
-            status,
-            "password-auth.failed",
-            "Invalid username or password",
-        )
+        let id = match blocked && profile < Profile::V11_3 {
+            true => "login-attempt.blocked",
+            false => "password-auth.failed",
+        };
+        errutil(status, id, "Invalid username or password")
     } else {
         json!({"message": "invalid username or password"})
     };

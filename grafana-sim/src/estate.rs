@@ -520,7 +520,8 @@ mod tests {
           "api_keys": [{"org": 2, "name": "ci", "role": "Editor",
                         "expires": "2030-01-01T00:00:00Z", "secret": "raw-secret"}],
           "service_accounts": [{"org": 1, "name": "Deploy Bot", "role": "Admin",
-             "tokens": [{"name": "t1", "secret": "glsa_AbCdEfGhIjKlMnOpQrStUvWxYz012345_00000000"}]}]
+             "tokens": [{"name": "t1",
+                         "secret": "glsa_AbCdEfGhIjKlMnOpQrStUvWxYz012345_00000000"}]}]
         }"#;
         serde_json::from_str(json).unwrap()
     }

@@ -30,6 +30,16 @@ pub enum FaultAction {
         #[serde(default)]
         drop: bool,
     },
+    /// Run the handler, then re-run startup work (on 11.6+ the key
+    /// conversion) before answering: Grafana's own migration landing
+    /// between two reads of a client.
+    RestartAfter,
+    /// Run the handler, then apply an out-of-band change before
+    /// answering: drift or a revoked credential in the middle of a run.
+    MutateAfter {
+        /// The change.
+        mutation: crate::mutate::Mutation,
+    },
 }
 
 /// When a matching rule fires.

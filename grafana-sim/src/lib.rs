@@ -59,7 +59,7 @@ use requests::RequestLog;
 const MIGRATION_LOCK_MINUTES: i64 = 30;
 
 /// How to start a simulator.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct SimConfig {
     /// Version profile.
     pub profile: Profile,
@@ -75,6 +75,19 @@ pub struct SimConfig {
     pub admin_password: String,
     /// Initial estate; None starts with org 1 and the admin only.
     pub estate: Option<Estate>,
+}
+
+impl std::fmt::Debug for SimConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SimConfig")
+            .field("profile", &self.profile)
+            .field("version", &self.version)
+            .field("options", &self.options)
+            .field("settings", &self.settings)
+            .field("admin_login", &self.admin_login)
+            .field("admin_password", &"***")
+            .finish_non_exhaustive()
+    }
 }
 
 impl SimConfig {
@@ -439,5 +452,26 @@ impl Drop for SimHandle {
         if let Some(task) = self.task.take() {
             task.abort();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // Debug output of a config never shows the admin password.
+    #[test]
+    fn config_debug_hides_the_password() {
+        let mut config = SimConfig::new(Profile::V10_4);
+        config.admin_password = "hunter2".into();
+        assert!(!format!("{config:?}").contains("hunter2"));
+    }
+
+    // Credentials become the right Authorization header.
+    #[test]
+    fn credential_headers() {
+        assert_eq!(credential_header("glsa_x"), "Bearer glsa_x");
+        assert!(credential_header("admin:pw").starts_with("Basic "));
+        assert_eq!(credential_header("Bearer t"), "Bearer t");
     }
 }

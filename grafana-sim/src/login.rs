@@ -36,6 +36,27 @@ pub fn autogen(profile: Profile, org: i64, key_name: &str, attempt: u32) -> Stri
     }
 }
 
+/// The login the 10.4.x/11.0 upgrade migration gives an SA login
+/// (§9.3): `sa-<org>-` + the old login without a leading `sa-`; None
+/// when it already starts with `sa-<org>-`.
+pub fn upgraded(org: i64, login: &str) -> Option<String> {
+    let prefix = format!("sa-{org}-");
+    if login.starts_with(&prefix) {
+        return None;
+    }
+    Some(format!(
+        "{prefix}{}",
+        login.strip_prefix("sa-").unwrap_or(login)
+    ))
+}
+
+/// The later fix-up: `sa-<o>-<o>-…` becomes `sa-<o>-…`.
+pub fn org_once(org: i64, login: &str) -> Option<String> {
+    let doubled = format!("sa-{org}-{org}-");
+    let rest = login.strip_prefix(&doubled)?;
+    Some(format!("sa-{org}-{rest}"))
+}
+
 fn collapse_first_double_dash(text: &str) -> String {
     text.replacen("--", "-", 1)
 }
@@ -67,5 +88,16 @@ mod tests {
         assert_eq!(autogen(Profile::V11_6, 1, "-k", 0), "sa-autogen-1-k");
         assert_eq!(autogen(Profile::V11_6, 1, "k", 3), "sa-autogen-1-k-003");
         assert_eq!(autogen_name("My Key"), "sa-autogen-My Key");
+    }
+
+    // The upgrade rewrite follows the §9.3 examples.
+    #[test]
+    fn upgrade_rewrites_logins() {
+        assert_eq!(upgraded(1, "sa-ci-bot").as_deref(), Some("sa-1-ci-bot"));
+        let autogen = upgraded(1, "sa-autogen-1-ci");
+        assert_eq!(autogen.as_deref(), Some("sa-1-autogen-1-ci"));
+        assert_eq!(upgraded(1, "sa-1-ci"), None);
+        assert_eq!(org_once(2, "sa-2-2-x").as_deref(), Some("sa-2-x"));
+        assert_eq!(org_once(2, "sa-2-x"), None);
     }
 }

@@ -39,6 +39,16 @@ pub enum Mutation {
         /// Disabled or not.
         disabled: bool,
     },
+    /// Replace the extra RBAC actions of a service account.
+    SetServiceAccountPermissions {
+        /// Account id.
+        id: i64,
+        /// Actions such as `serviceaccounts:create`.
+        permissions: Vec<String>,
+    },
+    /// Apply the 10.4.x/11.0 upgrade rewrite of SA logins (§9.3) to
+    /// every service account; returns how many changed in `id`.
+    UpgradeServiceAccountLogins,
     /// Delete a key or token row.
     DeleteToken {
         /// Row id.
@@ -133,6 +143,13 @@ pub fn apply(
             u.service_account.as_mut().expect("checked").disabled = disabled
         })
         .map(|_| none),
+        M::SetServiceAccountPermissions { id, permissions } => {
+            update_sa(state, id, |u| u.permissions = permissions).map(|_| none)
+        }
+        M::UpgradeServiceAccountLogins => Ok(MutationOutcome {
+            id: Some(upgrade_logins(state)),
+            key: None,
+        }),
         M::DeleteToken { id } => state
             .remove_key(id)
             .map(|_| none)
@@ -160,6 +177,31 @@ pub fn apply(
             seconds_to_live,
         } => create_token(state, service_account_id, &name, seconds_to_live),
     }
+}
+
+/// Rewrites old-style logins, then collapses doubled org ids where the
+/// result is free, as the two Grafana migrations do.
+fn upgrade_logins(state: &mut State) -> i64 {
+    let accounts: Vec<(i64, i64, String)> = state
+        .users()
+        .filter_map(|u| Some((u.id, u.service_account.as_ref()?.org, u.login.clone())))
+        .collect();
+    let mut changed = 0;
+    for (id, org, login) in accounts {
+        let mut current = login.clone();
+        if let Some(new) = login::upgraded(org, &current) {
+            if state.set_login(id, &new).is_ok() {
+                current = new;
+            }
+        }
+        if let Some(new) = login::org_once(org, &current) {
+            if state.set_login(id, &new).is_ok() {
+                current = new;
+            }
+        }
+        changed += i64::from(current != login);
+    }
+    changed
 }
 
 fn update_sa<F: FnOnce(&mut crate::state::User)>(
@@ -281,6 +323,28 @@ mod tests {
         let parsed = credential::Credential::parse(&key).unwrap();
         assert_eq!(state.key(out.id.unwrap()).unwrap().hash, parsed.hash());
         assert!(!format!("{out:?}").contains(&key));
+    }
+
+    // The upgrade rewrite renames old logins and keeps the indexes right.
+    #[test]
+    fn upgrade_rewrites_old_logins() {
+        let mut state = State::new();
+        let m = Mutation::CreateServiceAccount {
+            org: 1,
+            name: "ci bot".into(),
+            role: Role::Viewer,
+            disabled: false,
+        };
+        let id = apply(&mut state, Profile::V9_5, m).unwrap().id.unwrap();
+        let out = apply(
+            &mut state,
+            Profile::V10_4,
+            Mutation::UpgradeServiceAccountLogins,
+        );
+        assert_eq!(out.unwrap().id, Some(1));
+        assert_eq!(state.user(id).unwrap().login, "sa-1-ci-bot");
+        assert!(state.user_by_login("sa-1-ci-bot").is_some());
+        assert!(!state.is_login_taken("sa-ci-bot"));
     }
 
     // Mutations on missing rows fail with the missing id.

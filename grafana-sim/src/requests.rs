@@ -1,6 +1,6 @@
 //! The request log: what reached the simulator and how it answered.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 
 use serde::Serialize;
 
@@ -43,10 +43,16 @@ pub struct RequestCount {
     pub count: u64,
 }
 
-/// The log with its sequence counter.
+/// Records kept; older ones are dropped so long runs stay bounded.
+/// Counts and the write count cover every request since the last clear.
+pub const LOG_CAP: usize = 100_000;
+
+/// The log with its sequence counter and running counts.
 #[derive(Debug, Default)]
 pub struct RequestLog {
-    records: Vec<RequestRecord>,
+    records: VecDeque<RequestRecord>,
+    counts: BTreeMap<(String, u16), u64>,
+    writes: usize,
     next_seq: u64,
 }
 
@@ -55,38 +61,43 @@ impl RequestLog {
     pub fn push(&mut self, mut record: RequestRecord) {
         self.next_seq += 1;
         record.seq = self.next_seq;
-        self.records.push(record);
+        *self
+            .counts
+            .entry((record.route.clone(), record.status))
+            .or_default() += 1;
+        self.writes += usize::from(record.is_write());
+        if self.records.len() == LOG_CAP {
+            self.records.pop_front();
+        }
+        self.records.push_back(record);
     }
 
-    /// All records, oldest first.
+    /// All kept records, oldest first.
     pub fn records(&self) -> Vec<RequestRecord> {
-        self.records.clone()
+        self.records.iter().cloned().collect()
     }
 
-    /// Empties the log; sequence numbers keep counting.
+    /// Empties the log and its counts; sequence numbers keep counting.
     pub fn clear(&mut self) {
         self.records.clear();
+        self.counts.clear();
+        self.writes = 0;
     }
 
-    /// Writes (non-GET/HEAD requests) in the log.
+    /// Writes (non-GET/HEAD requests) since the last clear.
     pub fn write_count(&self) -> usize {
-        self.records.iter().filter(|r| r.is_write()).count()
+        self.writes
     }
 
-    /// Counts per route and status.
+    /// Counts per route and status since the last clear.
     pub fn counts(&self) -> Vec<RequestCount> {
-        let mut counts: BTreeMap<(String, u16), u64> = BTreeMap::new();
-        for record in &self.records {
-            *counts
-                .entry((record.route.clone(), record.status))
-                .or_default() += 1;
-        }
-        let rows = counts
-            .into_iter()
+        let rows = self
+            .counts
+            .iter()
             .map(|((route, status), count)| RequestCount {
-                route,
-                status,
-                count,
+                route: route.clone(),
+                status: *status,
+                count: *count,
             });
         rows.collect()
     }
@@ -121,6 +132,7 @@ mod tests {
         assert_eq!(counts.len(), 2);
         assert_eq!(counts[1].count, 2);
         log.clear();
+        assert_eq!((log.write_count(), log.counts().len()), (0, 0));
         log.push(record("GET", 200));
         assert_eq!(log.records()[0].seq, 4);
     }

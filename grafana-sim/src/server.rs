@@ -21,7 +21,7 @@ use crate::auth::{self, AuthInput, AuthKind};
 use crate::faults::FaultAction;
 use crate::requests::RequestRecord;
 use crate::routes::{self, Route};
-use crate::{control, Sim};
+use crate::{control, mutate, Sim};
 
 /// Returned by the service to make hyper close the connection unanswered.
 #[derive(Debug, thiserror::Error)]
@@ -100,7 +100,7 @@ async fn handle(
 async fn grafana(sim: &Sim, req: &Request, headers: &Headers) -> Result<Reply, DroppedConnection> {
     let (route, template) = routes::resolve(sim.profile, &req.method, &req.path);
     let actions = sim.faults().check(&req.method, template);
-    let mut apply_then_fail = None;
+    let mut after = vec![];
     for action in actions {
         match action {
             FaultAction::Latency { ms } => tokio::time::sleep(StdDuration::from_millis(ms)).await,
@@ -116,24 +116,40 @@ async fn grafana(sim: &Sim, req: &Request, headers: &Headers) -> Result<Reply, D
                 log(sim, req, template, 0, None, AuthKind::None);
                 return Err(DroppedConnection);
             }
-            FaultAction::ApplyThenFail { drop } => apply_then_fail = Some(drop),
+            other => after.push(other),
         }
     }
     let (reply, org, kind) = run_route(sim, route, req, headers);
-    match apply_then_fail {
-        None => {
-            log(sim, req, template, reply.status, org, kind);
-            Ok(reply)
-        }
-        Some(true) => {
-            log(sim, req, template, 0, org, kind);
-            Err(DroppedConnection)
-        }
-        Some(false) => {
-            log(sim, req, template, 500, org, kind);
-            Ok(Reply::message(500, "Internal Server Error"))
+    let outcome = after_handler(sim, after, reply);
+    let status = outcome.as_ref().map_or(0, |r| r.status);
+    log(sim, req, template, status, org, kind);
+    outcome
+}
+
+/// Runs the faults that act once the handler has committed.
+fn after_handler(
+    sim: &Sim,
+    actions: Vec<FaultAction>,
+    reply: Reply,
+) -> Result<Reply, DroppedConnection> {
+    let mut outcome = Ok(reply);
+    for action in actions {
+        match action {
+            FaultAction::RestartAfter => drop(sim.restart()),
+            FaultAction::MutateAfter { mutation } => {
+                let mut db = sim.db();
+                if let Err(err) = mutate::apply(&mut db.state, sim.profile, mutation) {
+                    warn!(error = %err, "mutation of a fault rule failed");
+                }
+            }
+            FaultAction::ApplyThenFail { drop: true } => outcome = Err(DroppedConnection),
+            FaultAction::ApplyThenFail { drop: false } => {
+                outcome = outcome.map(|_| Reply::message(500, "Internal Server Error"))
+            }
+            _ => {}
         }
     }
+    outcome
 }
 
 fn fault_reply(status: u16, retry_after: Option<u64>) -> Reply {

@@ -413,6 +413,30 @@ impl State {
         true
     }
 
+    /// Changes a user's login, keeping the indexes.
+    pub fn set_login(&mut self, id: i64, login: &str) -> Result<(), StateError> {
+        let user = self
+            .users
+            .get(&id)
+            .ok_or(StateError::NoServiceAccount(id))?;
+        let old = user.login.to_lowercase();
+        if old != login.to_lowercase() && self.is_login_taken(login) {
+            let login = login.to_string();
+            return Err(StateError::LoginTaken { login });
+        }
+        let org = user.service_account.as_ref().map(|sa| sa.org);
+        self.logins.remove(&old);
+        self.logins.insert(login.to_lowercase(), id);
+        if let Some(by_login) = org.and_then(|o| self.sa_by_org.get_mut(&o)) {
+            by_login.remove(&old);
+            by_login.insert(login.to_lowercase(), id);
+        }
+        let user = self.users.get_mut(&id).expect("checked above");
+        user.login = login.to_string();
+        user.email = login.to_string();
+        Ok(())
+    }
+
     /// Deletes a service account and every token it owns.
     pub fn delete_service_account(&mut self, id: i64) -> Result<(), StateError> {
         let user = self.users.get(&id);

@@ -17,7 +17,7 @@ use crate::profile::{Options, Profile, Settings};
 use crate::state::State;
 
 /// A response before it becomes HTTP.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Clone, PartialEq)]
 pub struct Reply {
     /// HTTP status.
     pub status: u16,
@@ -27,6 +27,17 @@ pub struct Reply {
     pub content_type: Option<&'static str>,
     /// Extra headers.
     pub headers: Vec<(&'static str, String)>,
+}
+
+// Bodies may carry a new token's secret: Debug shows their size only.
+impl std::fmt::Debug for Reply {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Reply")
+            .field("status", &self.status)
+            .field("body_bytes", &self.body.len())
+            .field("content_type", &self.content_type)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Reply {

@@ -109,11 +109,21 @@ pub fn search(ctx: &mut Ctx<'_>) -> Reply {
         .iter()
         .skip((perpage * (page - 1)) as usize)
         .take(perpage as usize)
-        .map(|u| sa_dto(ctx, u, true))
+        .map(|u| search_item(ctx, u))
         .collect();
     let body = json!({"totalCount": matches.len(), "serviceAccounts": items,
                       "page": page, "perPage": perpage});
     Reply::json(200, &body)
+}
+
+// Search counts tokens with GROUP BY from 12.0 code on (exact); older
+// code took the capped list length.
+fn search_item(ctx: &Ctx<'_>, user: &User) -> Value {
+    let mut dto = sa_dto(ctx, user, true);
+    if ctx.profile >= Profile::V12_1 {
+        dto["tokens"] = ctx.state.token_count(user.id).into();
+    }
+    dto
 }
 
 fn search_matches<'c>(ctx: &'c Ctx<'_>) -> Vec<&'c User> {
@@ -127,14 +137,54 @@ fn search_matches<'c>(ctx: &'c Ctx<'_>) -> Vec<&'c User> {
             return info.disabled;
         }
         let fields = [&u.email, &u.name, &u.login];
-        let text = fields.iter().any(|f| f.to_lowercase().contains(&query));
-        let tokens = ctx.state.tokens_of(u.id);
-        text && (!expired || tokens.iter().any(|t| t.expires.is_some_and(|e| e < now)))
+        let text = fields
+            .iter()
+            .any(|f| like_contains(&f.to_lowercase(), &query));
+        let has_expired = || {
+            let tokens = ctx.state.tokens_of(u.id);
+            tokens.iter().any(|t| t.expires.is_some_and(|e| e < now))
+        };
+        text && (!expired || has_expired())
     };
     ctx.state
         .service_accounts_in(ctx.org())
         .filter(|u| hit(u))
         .collect()
+}
+
+/// SQL `LIKE '%q%'` as Grafana's search runs it: `%` and `_` in the
+/// query are wildcards, not escaped.
+fn like_contains(text: &str, query: &str) -> bool {
+    let text: Vec<char> = text.chars().collect();
+    let pattern: Vec<char> = format!("%{query}%").chars().collect();
+    like(&text, &pattern)
+}
+
+// Iterative wildcard matching with backtracking to the last `%`.
+fn like(text: &[char], pattern: &[char]) -> bool {
+    let (mut t, mut p) = (0, 0);
+    let mut star: Option<(usize, usize)> = None;
+    while t < text.len() {
+        match pattern.get(p) {
+            Some('%') => {
+                star = Some((p, t));
+                p += 1;
+            }
+            Some(c) if *c == '_' || *c == text[t] => {
+                t += 1;
+                p += 1;
+            }
+            _ => match star {
+                Some((sp, st)) => {
+                    p = sp + 1;
+                    t = st + 1;
+                    star = Some((sp, st + 1));
+                }
+                None => return false,
+            },
+        }
+    }
+    pattern[p..].iter().all(|c| *c == '%')
 }
 
 #[derive(Deserialize)]
@@ -310,8 +360,10 @@ pub fn delete(ctx: &mut Ctx<'_>, id: &str) -> Reply {
     let org = ctx.org();
     let found = match id.parse::<i64>() {
         Ok(n) => ctx.state.service_account(org, n).map(|u| u.id),
-        Err(_) if ctx.uses_uid() => ctx.state.service_account_by_uid(org, id).map(|u| u.id),
-        Err(_) => return Reply::message(400, "Service Account ID is invalid"),
+        Err(_) => match resolve(ctx, id) {
+            Ok(found) => Some(found),
+            Err(reply) => return reply,
+        },
     };
     let Some(id) = found else {
         return match ctx.profile.delete_missing_sa_status() {
@@ -323,4 +375,20 @@ pub fn delete(ctx: &mut Ctx<'_>, id: &str) -> Reply {
         .delete_service_account(id)
         .expect("resolved account");
     Reply::message(200, "Service account deleted")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // LIKE wildcards: `_` is any one character, `%` any run; plain text is a substring.
+    #[test]
+    fn like_matches_grafana_search() {
+        assert!(like_contains("sa-1-ci-bot", "ci-b"));
+        assert!(like_contains("sa-1-ci-bot", "ci_bot"));
+        assert!(like_contains("sa-1-cixbot", "ci_bot"));
+        assert!(like_contains("sa-1-ci-bot", "sa%bot"));
+        assert!(!like_contains("sa-1-ci-bot", "bots"));
+        assert!(like_contains("anything", ""));
+    }
 }

@@ -193,19 +193,29 @@ async fn last_used_precision() {
     assert!(third > first);
 }
 
-// Five failed logins lock the user even with the right password.
+// Five failed logins lock the user even with the right password; the
+// lock is named login-attempt.blocked before 11.3.
 #[tokio::test]
 async fn brute_force_lockout_over_http() {
-    let sim = Sim::start(Profile::V11_6).await;
-    for _ in 0..5 {
-        let resp = sim
-            .send("GET", "/api/org", Auth::Basic("Admin", "wrong"), None)
-            .await;
-        assert_eq!(resp.status, 401);
+    for (profile, id) in [
+        (Profile::V10_4, "login-attempt.blocked"),
+        (Profile::V11_6, "password-auth.failed"),
+    ] {
+        let sim = Sim::start(profile).await;
+        for _ in 0..5 {
+            let resp = sim
+                .send("GET", "/api/org", Auth::Basic("Admin", "wrong"), None)
+                .await;
+            assert!(is_authn_body(&resp.body, "password-auth.failed"));
+        }
+        let locked = sim.admin("GET", "/api/org", None).await;
+        assert_eq!(locked.status, 401);
+        assert!(
+            is_authn_body(&locked.body, id),
+            "{profile}: {}",
+            locked.text
+        );
+        sim.handle.advance_clock(Duration::minutes(5));
+        assert_eq!(sim.admin("GET", "/api/org", None).await.status, 200);
     }
-    let locked = sim.admin("GET", "/api/org", None).await;
-    assert_eq!(locked.status, 401);
-    assert!(is_authn_body(&locked.body, "password-auth.failed"));
-    sim.handle.advance_clock(Duration::minutes(5));
-    assert_eq!(sim.admin("GET", "/api/org", None).await.status, 200);
 }

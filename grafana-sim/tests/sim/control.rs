@@ -269,3 +269,30 @@ async fn settings_over_http() {
         json!({"message": "Number of seconds before expiration should be set"})
     );
 }
+
+// Shutting down or dropping the handle stops the server.
+#[tokio::test]
+async fn shutdown_and_drop_stop_the_server() {
+    for explicit in [true, false] {
+        let sim = Sim::start(Profile::V10_4).await;
+        let url = format!("{}/api/health", sim.handle.url());
+        assert_eq!(
+            sim.send("GET", "/api/health", Auth::None, None)
+                .await
+                .status,
+            200
+        );
+        if explicit {
+            crate::common::timed(sim.handle.shutdown()).await;
+        } else {
+            drop(sim);
+            tokio::task::yield_now().await;
+        }
+        let client = reqwest::Client::new();
+        let result = crate::common::timed(client.get(&url).send()).await;
+        assert!(
+            result.is_err(),
+            "server still answers after stop (explicit={explicit})"
+        );
+    }
+}

@@ -156,3 +156,43 @@ async fn apply_then_fail_commits() {
         .await;
     assert_eq!(again.status, 201);
 }
+
+// restart_after lands Grafana's 11.6 conversion right after a key listing.
+#[tokio::test]
+async fn restart_after_converts_between_reads() {
+    let sim = Sim::start(Profile::V11_6).await;
+    sim.create_key(1, "etl", "Editor");
+    let rule = rule(
+        "GET",
+        "/api/auth/keys",
+        FaultAction::RestartAfter,
+        Trigger::Once,
+    );
+    sim.handle.add_fault(rule);
+    let first = sim.admin("GET", "/api/auth/keys", None).await;
+    assert_eq!(
+        first.body[0]["name"], "etl",
+        "the answer was computed before the restart"
+    );
+    let second = sim.admin("GET", "/api/auth/keys", None).await;
+    assert_eq!(second.body, json!([]));
+}
+
+// mutate_after revokes the caller's own token after its first call.
+#[tokio::test]
+async fn mutate_after_revokes_mid_run() {
+    let sim = Sim::start(Profile::V11_6).await;
+    let sa = sim.create_sa("bot", "Admin").await;
+    let (id, token) = sim.create_token(sa, "t").await;
+    let mutation = grafana_sim::Mutation::RevokeToken { id };
+    let action = FaultAction::MutateAfter { mutation };
+    sim.handle
+        .add_fault(rule("GET", "/api/org", action, Trigger::Once));
+    let auth = crate::common::Auth::Bearer(&token);
+    assert_eq!(sim.send("GET", "/api/org", auth, None).await.status, 200);
+    let after = sim.send("GET", "/api/org", auth, None).await;
+    assert_eq!(
+        (after.status, after.body["messageId"].clone()),
+        (401, json!("api-key.revoked"))
+    );
+}

@@ -3,6 +3,7 @@
 mod auth;
 mod common;
 mod control;
+mod details;
 mod faults;
 mod flows;
 mod invariants;

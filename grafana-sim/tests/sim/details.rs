@@ -1,0 +1,281 @@
+//! DTO shapes, validation errors and smaller route behaviours.
+
+use chrono::Duration;
+use grafana_sim::{Profile, Settings, SimConfig};
+use serde_json::json;
+
+use crate::common::{Auth, Sim};
+
+// HEAD /api/health has no body; /healthz answers plain "Ok".
+#[tokio::test]
+async fn health_head_and_healthz() {
+    let sim = Sim::start(Profile::V11_6).await;
+    let head = sim.send("HEAD", "/api/health", Auth::None, None).await;
+    assert_eq!((head.status, head.text.as_str()), (200, ""));
+    let get = sim.send("GET", "/api/health", Auth::None, None).await;
+    assert_eq!(get.body["version"], "11.6.0");
+    assert!(
+        get.text.contains("\n  \"database\""),
+        "pretty-printed: {}",
+        get.text
+    );
+    let healthz = sim.send("GET", "/healthz", Auth::None, None).await;
+    assert_eq!(healthz.text, "Ok");
+}
+
+// The SA profile omits tokens when 0 from 10.0, keeps teams null, has times.
+#[tokio::test]
+async fn sa_profile_dto_per_era() {
+    for profile in [Profile::V9_5, Profile::V10_0] {
+        let sim = Sim::start(profile).await;
+        let sa = sim.create_sa("bot", "Viewer").await;
+        let got = sim
+            .admin("GET", &format!("/api/serviceaccounts/{sa}"), None)
+            .await;
+        assert_eq!(
+            got.body.get("tokens").is_some(),
+            profile < Profile::V10_0,
+            "{profile}"
+        );
+        assert!(got.body["teams"].is_null());
+        assert!(got.body["createdAt"].as_str().unwrap().ends_with('Z'));
+        assert!(got.body["avatarUrl"]
+            .as_str()
+            .unwrap()
+            .starts_with("/avatar/"));
+        sim.create_token(sa, "t").await;
+        let got = sim
+            .admin("GET", &format!("/api/serviceaccounts/{sa}"), None)
+            .await;
+        assert_eq!(got.body["tokens"], 1);
+    }
+}
+
+// secondsUntilExpiration is filled only within 7 days of expiry.
+#[tokio::test]
+async fn seconds_until_expiration_rule() {
+    let sim = Sim::start(Profile::V10_4).await;
+    let sa = sim.create_sa("bot", "Viewer").await;
+    let path = format!("/api/serviceaccounts/{sa}/tokens");
+    for (name, ttl) in [("a-soon", 3600), ("b-later", 86400 * 30)] {
+        let body = json!({"name": name, "secondsToLive": ttl});
+        assert_eq!(sim.admin("POST", &path, Some(body)).await.status, 200);
+    }
+    let list = sim.admin("GET", &path, None).await;
+    let soon = list.body[0]["secondsUntilExpiration"].as_f64().unwrap();
+    assert!(soon > 3500.0 && soon <= 3600.0, "{soon}");
+    assert_eq!(list.body[1]["secondsUntilExpiration"], 0.0);
+    assert!(list.body[1]["expiration"].is_string());
+}
+
+// Invalid roles answer 400, roles above the caller 403, bad bodies 400.
+#[tokio::test]
+async fn sa_validation_errors_per_era() {
+    for profile in [Profile::V9_1, Profile::V10_4] {
+        let sim = Sim::with_estate(
+            profile,
+            json!({"users": [
+            {"login": "ed", "password": "e", "orgs": {"1": "Editor"},
+             "permissions": ["serviceaccounts:*"]}]}),
+        )
+        .await;
+        let bad_role = json!({"name": "x", "role": "Boss"});
+        let resp = sim
+            .admin("POST", "/api/serviceaccounts", Some(bad_role))
+            .await;
+        assert_eq!(resp.status, 400, "{profile}");
+        if profile == Profile::V10_4 {
+            assert_eq!(
+                resp.body["messageId"],
+                "serviceaccounts.ErrInvalidRoleSpecified"
+            );
+        }
+        let sa = sim.create_sa("bot", "Viewer").await;
+        let up = json!({"role": "Admin"});
+        let editor = Auth::Basic("ed", "e");
+        let path = format!("/api/serviceaccounts/{sa}");
+        let resp = sim.send("PATCH", &path, editor, Some(up)).await;
+        assert_eq!(resp.status, 403, "{profile}: {}", resp.text);
+        let role = sim.handle.with_state(|s| s.user(sa).unwrap().sa_role());
+        assert_eq!(role, grafana_sim::Role::Viewer);
+        let garbage = sim
+            .send("POST", "/api/serviceaccounts", Auth::Admin, None)
+            .await;
+        assert_eq!(garbage.body, json!({"message": "Bad request data"}));
+        let dup = sim
+            .admin("POST", "/api/serviceaccounts", Some(json!({"name": "bot"})))
+            .await;
+        assert_eq!(dup.status, 400, "{profile}: login taken");
+    }
+}
+
+// Tokens of another org's SA or another SA cannot be reached.
+#[tokio::test]
+async fn tokens_are_org_and_sa_scoped() {
+    let mut sim = Sim::with_estate(Profile::V10_4, json!({"orgs": [{"id": 2, "name": "b"}]})).await;
+    let a = sim.create_sa("a", "Viewer").await;
+    let b = sim.create_sa("b", "Viewer").await;
+    let (tid, _) = sim.create_token(a, "t").await;
+    let wrong_sa = sim
+        .admin(
+            "DELETE",
+            &format!("/api/serviceaccounts/{b}/tokens/{tid}"),
+            None,
+        )
+        .await;
+    assert_eq!(wrong_sa.status, 404);
+    assert_eq!(
+        wrong_sa.body["messageId"],
+        "serviceaccounts.ErrTokenNotFound"
+    );
+    sim.org_header = Some(2);
+    let other_org = sim
+        .admin(
+            "POST",
+            &format!("/api/serviceaccounts/{a}/tokens"),
+            Some(json!({"name": "x"})),
+        )
+        .await;
+    assert_eq!(other_org.status, 404);
+    let listed = sim
+        .admin("GET", &format!("/api/serviceaccounts/{a}/tokens"), None)
+        .await;
+    assert_eq!(listed.body, json!([]), "unknown-to-org SA lists nothing");
+    let bad_id = sim
+        .admin(
+            "DELETE",
+            &format!("/api/serviceaccounts/{a}/tokens/x"),
+            None,
+        )
+        .await;
+    assert_eq!(bad_id.status, 404, "SA checked before the token id");
+}
+
+// Key creation errors: role, ceiling, duplicate, lifetime limits.
+#[tokio::test]
+async fn key_create_errors() {
+    let mut config = SimConfig::new(Profile::V10_4);
+    config.settings = Settings {
+        api_key_max_seconds_to_live: 3600,
+        ..Settings::default()
+    };
+    let sim = Sim::start_with(config).await;
+    let create = |body| sim.admin("POST", "/api/auth/keys", Some(body));
+    let resp = create(json!({"name": "a", "role": "Root", "secondsToLive": 60})).await;
+    assert_eq!(resp.body, json!({"message": "Invalid role specified"}));
+    let resp = create(json!({"name": "a", "role": "Viewer"})).await;
+    assert_eq!(
+        resp.body["message"],
+        "Number of seconds before expiration should be set"
+    );
+    let resp = create(json!({"name": "a", "role": "Viewer", "secondsToLive": 7200})).await;
+    assert_eq!(resp.status, 400);
+    assert_eq!(
+        create(json!({"name": "a", "role": "Viewer", "secondsToLive": 60}))
+            .await
+            .status,
+        200
+    );
+    let dup = create(json!({"name": "a", "role": "Viewer", "secondsToLive": 60})).await;
+    assert_eq!(dup.status, 409);
+}
+
+// Org routes: by id (400, 404), current org per header, signed-in user.
+#[tokio::test]
+async fn org_routes_and_user() {
+    let mut sim = Sim::with_estate(Profile::V10_4, json!({"orgs": [{"id": 2, "name": "b"}]})).await;
+    assert_eq!(sim.admin("GET", "/api/orgs/x", None).await.status, 400);
+    assert_eq!(sim.admin("GET", "/api/orgs/9", None).await.status, 404);
+    let two = sim.admin("GET", "/api/orgs/2", None).await;
+    assert_eq!(two.body["address"]["city"], "");
+    sim.org_header = Some(2);
+    assert_eq!(sim.admin("GET", "/api/org", None).await.body["name"], "b");
+    let user = sim.admin("GET", "/api/user", None).await;
+    assert_eq!(
+        (user.body["login"].clone(), user.body["orgId"].clone()),
+        (json!("admin"), json!(2))
+    );
+    assert_eq!(user.body["isGrafanaAdmin"], true);
+}
+
+// A legacy key with the right name but a wrong secret is refused.
+#[tokio::test]
+async fn legacy_key_secret_is_checked() {
+    let sim = Sim::start(Profile::V10_0).await;
+    sim.create_key(1, "ci", "Admin");
+    let forged = grafana_sim::credential::encode_legacy(1, "ci", "not-the-secret");
+    let resp = sim
+        .send("GET", "/api/org", Auth::Bearer(&forged), None)
+        .await;
+    assert_eq!(
+        (resp.status, resp.body),
+        (401, json!({"message": "invalid API key"}))
+    );
+}
+
+// The per-SA token limit refuses creation once reached, expired ones included.
+#[tokio::test]
+async fn token_limit_per_service_account() {
+    let mut config = SimConfig::new(Profile::V11_6);
+    config.settings.max_tokens_per_service_account = Some(2);
+    let sim = Sim::start_with(config).await;
+    let sa = sim.create_sa("ci", "Viewer").await;
+    let path = format!("/api/serviceaccounts/{sa}/tokens");
+    sim.admin(
+        "POST",
+        &path,
+        Some(json!({"name": "a", "secondsToLive": 1})),
+    )
+    .await;
+    sim.create_token(sa, "b").await;
+    sim.handle.advance_clock(Duration::seconds(5));
+    let third = sim.admin("POST", &path, Some(json!({"name": "c"}))).await;
+    assert_eq!(third.status, 400);
+    assert_eq!(
+        third.body["messageId"],
+        "serviceaccounts.ErrTokenLimitReached"
+    );
+    let expired = sim
+        .admin(
+            "GET",
+            "/api/serviceaccounts/search?expiredTokens=true",
+            None,
+        )
+        .await;
+    assert_eq!(expired.body["totalCount"], 1);
+}
+
+// Managed (external) SAs show isExternal from 10.4 on.
+#[tokio::test]
+async fn external_service_accounts_are_flagged() {
+    let estate = json!({"service_accounts": [{"org": 1, "name": "extsvc-plugin",
+        "login": "sa-1-extsvc-plugin", "role": "Admin", "external": true}]});
+    let sim = Sim::with_estate(Profile::V11_6, estate).await;
+    let search = sim.admin("GET", "/api/serviceaccounts/search", None).await;
+    assert_eq!(search.body["serviceAccounts"][0]["isExternal"], true);
+}
+
+// Token counts stop at the 300 cap, except in 12.1 search (GROUP BY).
+#[tokio::test]
+async fn token_counts_per_era() {
+    for (profile, search_count) in [(Profile::V11_6, 300), (Profile::V12_1, 301)] {
+        let sim = Sim::start(profile).await;
+        let sa = sim.create_sa("bot", "Viewer").await;
+        for i in 0..301 {
+            let m = json!({"op": "create_token", "service_account_id": sa,
+                           "name": format!("t{i}")});
+            sim.handle
+                .mutate(serde_json::from_value(m).unwrap())
+                .unwrap();
+        }
+        let search = sim.admin("GET", "/api/serviceaccounts/search", None).await;
+        assert_eq!(
+            search.body["serviceAccounts"][0]["tokens"], search_count,
+            "{profile}"
+        );
+        let get = sim
+            .admin("GET", &format!("/api/serviceaccounts/{sa}"), None)
+            .await;
+        assert_eq!(get.body["tokens"], 300, "{profile}");
+    }
+}
