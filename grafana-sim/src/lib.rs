@@ -290,11 +290,20 @@ pub async fn start(config: SimConfig) -> Result<SimHandle, SimError> {
             addr: addr.into(),
             source,
         })?;
-    let sim = Arc::new(Sim::new(config)?);
+    start_on(config, listener).await
+}
+
+/// Starts a simulator on a bound listener, e.g. the address of one that
+/// was shut down, to simulate an upgrade and restart of the same server.
+///
+/// # Errors
+/// When the estate does not load or the listener has no address.
+pub async fn start_on(config: SimConfig, listener: TcpListener) -> Result<SimHandle, SimError> {
     let local = listener.local_addr().map_err(|source| SimError::Listen {
-        addr: addr.into(),
+        addr: "listener".into(),
         source,
     })?;
+    let sim = Arc::new(Sim::new(config)?);
     let (stop, stopped) = oneshot::channel();
     let task = tokio::spawn(server::run(sim.clone(), listener, stopped));
     Ok(SimHandle {
