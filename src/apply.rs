@@ -5,6 +5,7 @@
 //! resumed (see [`crate::resume`]).
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
@@ -67,6 +68,9 @@ pub struct Applied {
     /// Set when the run stopped early, e.g. because the credential was
     /// rejected.
     pub stopped: Option<String>,
+    /// Flags the plan raised on members that were migrated (lifetime
+    /// shortened, role changed), for the report.
+    pub flags: HashMap<(i64, i64), Vec<String>>,
 }
 
 /// A step failure: fatal ones stop the whole run.
@@ -81,6 +85,9 @@ pub enum StepError {
     /// The sink did not take the secret.
     #[error("{0}")]
     Undelivered(String),
+    /// Another use case hit a fatal error; this one was not finished.
+    #[error("stopped before this use case was done")]
+    Stopped,
 }
 
 impl StepError {
@@ -89,6 +96,7 @@ impl StepError {
             StepError::Grafana(e) => e.is_credential_rejected(),
             StepError::Ledger(_) => true,
             StepError::Undelivered(_) => false,
+            StepError::Stopped => true,
         }
     }
 
@@ -113,6 +121,8 @@ impl Applier {
     /// reported per member in [`Applied`].
     pub async fn apply(&self, inventory: &Inventory, plan: &Plan) -> Result<Applied, LedgerError> {
         self.record(inventory, plan)?;
+        // Set by the first fatal error: no use case starts another call.
+        let stop = AtomicBool::new(false);
         // Indices rather than references keep the stream's future Send.
         let jobs: Vec<(usize, usize)> = plan
             .orgs
@@ -121,7 +131,9 @@ impl Applier {
             .flat_map(|(o, org)| (0..org.use_cases.len()).map(move |u| (o, u)))
             .collect();
         let results: Vec<UseCaseResult> = stream::iter(jobs)
-            .map(|(o, u)| self.apply_use_case(&inventory.orgs[o], &plan.orgs[o].use_cases[u]))
+            .map(|(o, u)| {
+                self.apply_use_case(&inventory.orgs[o], &plan.orgs[o].use_cases[u], &stop)
+            })
             .buffer_unordered(self.concurrency.max(1))
             .collect()
             .await;
@@ -130,6 +142,15 @@ impl Applier {
             applied.writes += result.writes;
             applied.members.extend(result.members);
             applied.stopped = applied.stopped.or(result.fatal);
+        }
+        for org in &plan.orgs {
+            let members = org.use_cases.iter().flat_map(|u| &u.members);
+            let flagged = members.filter(|m| !m.flags.is_empty());
+            for member in flagged {
+                applied
+                    .flags
+                    .insert((org.org_id, member.key_id), member.flags.clone());
+            }
         }
         Ok(applied)
     }
@@ -180,7 +201,7 @@ impl Applier {
         let converted = known.source == SourceKind::LegacyKey
             && matches!(source.source, Source::AutogenToken { service_account }
                 if self.ledger.service_account(org, service_account)?.is_none());
-        if converted && is_open(known.state) {
+        if converted && is_open(known.state) && !self.migrating(org, source.key_id)? {
             info!(
                 org,
                 key = source.key_id,
@@ -197,6 +218,17 @@ impl Applier {
             self.record_holder(org, use_case, source.key_id, service_account, known.state)?;
         }
         Ok(())
+    }
+
+    // True when keyshift's own per-key migration of the key has an unknown
+    // outcome: then the conversion is ours, not Grafana's.
+    fn migrating(&self, org: i64, key_id: i64) -> Result<bool, LedgerError> {
+        let pending = self.ledger.pending_operations()?;
+        Ok(pending.iter().any(|op| {
+            op.org_id == org
+                && op.kind == OperationKind::MigrateKey
+                && op.subject.get("key_id").and_then(serde_json::Value::as_i64) == Some(key_id)
+        }))
     }
 
     // A row inside the use case's own account is kept, whichever run
@@ -224,9 +256,17 @@ impl Applier {
         Ok(())
     }
 
-    async fn apply_use_case(&self, org: &OrgInventory, plan: &UseCasePlan) -> UseCaseResult {
+    async fn apply_use_case(
+        &self,
+        org: &OrgInventory,
+        plan: &UseCasePlan,
+        stop: &AtomicBool,
+    ) -> UseCaseResult {
         let mut run = UseCaseRun::new(self, org, plan);
-        let outcome = run.execute().await;
+        let outcome = run.execute(stop).await;
+        if outcome.as_ref().is_err_and(StepError::is_fatal) {
+            stop.store(true, Ordering::SeqCst);
+        }
         if let Err(error) = &outcome {
             warn!(org = org.org.id, use_case = %plan.name, error = %error, "use case failed");
         }
@@ -332,8 +372,11 @@ impl<'a> UseCaseRun<'a> {
         &self.applier.client
     }
 
-    async fn execute(&mut self) -> Result<(), StepError> {
+    async fn execute(&mut self, stop: &AtomicBool) -> Result<(), StepError> {
         for step in &self.plan.steps {
+            if stop.load(Ordering::SeqCst) {
+                return Err(StepError::Stopped);
+            }
             debug!(org = self.org_id(), use_case = %self.plan.name, ?step, "step");
             if let Err(error) = self.step(step).await {
                 let Some(key_id) = step.key_id().filter(|_| !error.is_fatal()) else {
@@ -741,7 +784,10 @@ impl<'a> UseCaseRun<'a> {
             if error.is_fatal() {
                 fatal = Some(reason.clone());
             }
-            self.block_open_members(&reason);
+            // Members not reached stay pending: nothing was wrong with them.
+            if !matches!(error, StepError::Stopped) {
+                self.block_open_members(&reason);
+            }
         }
         let members = self.plan.members.iter().map(|m| {
             let outcome = self

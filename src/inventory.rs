@@ -109,6 +109,8 @@ pub struct OrgInventory {
     pub keys: Vec<ApiKey>,
     /// The key list hit Grafana's cap: more keys may be hidden.
     pub keys_maybe_truncated: bool,
+    /// Why the keys could not be listed (e.g. 403 without `apikeys:read`).
+    pub keys_unreadable: Option<String>,
     /// Every service account, with tokens.
     pub accounts: Vec<AccountInventory>,
 }
@@ -262,7 +264,16 @@ pub async fn discover_org(
             ),
         });
     }
-    let (keys, keys_maybe_truncated) = list_keys(client, capabilities, org.id).await?;
+    let (keys, keys_maybe_truncated, keys_unreadable) =
+        match list_keys(client, capabilities, org.id).await {
+            Ok((keys, truncated)) => (keys, truncated, None),
+            // One org's refusal must not hide the rest of the estate.
+            Err(e) if e.kind() == Some(&ErrorKind::Forbidden) => {
+                warn!(org = org.id, error = %e, "cannot list API keys");
+                (Vec::new(), false, Some(e.to_string()))
+            }
+            Err(e) => return Err(e),
+        };
     let accounts = list_accounts(client, org.id).await?;
     debug!(
         org = org.id,
@@ -274,6 +285,7 @@ pub async fn discover_org(
         org,
         keys,
         keys_maybe_truncated,
+        keys_unreadable,
         accounts,
     })
 }

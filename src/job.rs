@@ -164,8 +164,13 @@ impl Job {
     ) -> Result<(Inventory, Plan), JobError> {
         for pass in 1..=MAX_PASSES {
             let inventory = self.discover().await?;
-            let plan = plan::plan(&inventory, &known(&self.ledger)?, &self.policy, Utc::now());
-            if !plan.has_changes() || total.stopped.is_some() {
+            let plan = plan::plan(
+                &inventory,
+                &self.known_now(total)?,
+                &self.policy,
+                Utc::now(),
+            );
+            if !plan.has_changes() {
                 applier.record(&inventory, &plan)?;
                 return Ok((inventory, plan));
             }
@@ -173,14 +178,37 @@ impl Job {
             info!(pass, writes = applied.writes, "pass applied");
             let progress = applied.members.values().any(is_progress);
             merge(total, applied);
+            // After a fatal error (a rejected credential above all) Grafana
+            // is not called again, not even to read.
+            if total.stopped.is_some() {
+                return Ok((inventory, plan));
+            }
             if !progress {
                 warn!(pass, "a pass made no progress; stopping");
                 break;
             }
         }
         let inventory = self.discover().await?;
-        let plan = plan::plan(&inventory, &known(&self.ledger)?, &self.policy, Utc::now());
+        let plan = plan::plan(
+            &inventory,
+            &self.known_now(total)?,
+            &self.policy,
+            Utc::now(),
+        );
         Ok((inventory, plan))
+    }
+
+    // A member that failed in this run is not tried again in a later pass:
+    // a refusal (403, a limit) would only repeat, and a transient failure
+    // gets its retry from the next run.
+    fn known_now(&self, total: &Applied) -> Result<Known, LedgerError> {
+        let mut known = known(&self.ledger)?;
+        for (key, outcome) in &total.members {
+            if matches!(outcome, MemberOutcome::Failed(_)) {
+                known.credentials.insert(*key, Progress::Deferred);
+            }
+        }
+        Ok(known)
     }
 
     async fn discover(&self) -> Result<Inventory, GrafanaError> {
@@ -282,6 +310,7 @@ fn merge(total: &mut Applied, pass: Applied) {
         }
     }
     total.stopped = total.stopped.take().or(pass.stopped);
+    total.flags.extend(pass.flags);
 }
 
 fn outcome(kind: RunKind, plan: &Plan, counts: &Counts) -> RunOutcome {
@@ -416,11 +445,11 @@ fn member_report(
             _ => (status, detail),
         };
     }
-    if !member.flags.is_empty() {
-        detail = [detail, member.flags.join("; ")]
-            .join(" ")
-            .trim()
-            .to_string();
+    let applied_flags = applied.and_then(|a| a.flags.get(&(org, member.key_id)));
+    let flags = applied_flags.unwrap_or(&member.flags);
+    if !flags.is_empty() {
+        let joined = [detail, flags.join("; ")].join("; ");
+        detail = joined.trim_matches([' ', ';']).to_string();
     }
     MemberReport {
         key_id: member.key_id,
@@ -455,6 +484,13 @@ fn needs_human(orgs: &[OrgReport], plan: &Plan) -> Vec<String> {
         }
     }
     for org in &plan.orgs {
+        for note in org
+            .notes
+            .iter()
+            .filter(|n| n.starts_with("API keys could not be listed"))
+        {
+            items.push(format!("org {}: {note}", org.org_id));
+        }
         if org.notes.iter().any(|n| n.contains("more may be hidden")) {
             items.push(format!(
                 "org {}: listing saturated: more keys may be hidden",

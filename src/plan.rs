@@ -117,6 +117,8 @@ pub enum Progress {
     Migrated,
     /// Skipped for good (expired, deleted, reverted).
     Closed,
+    /// Failed earlier in this run: not tried again until the next run.
+    Deferred,
 }
 
 /// What the ledger knows, reduced to what planning needs.
@@ -470,6 +472,9 @@ fn settled_member(credential: &SettledCredential) -> Member {
 
 fn org_notes(org: &OrgInventory) -> Vec<String> {
     let mut notes = Vec::new();
+    if let Some(reason) = &org.keys_unreadable {
+        notes.push(format!("API keys could not be listed: {reason}"));
+    }
     if org.keys_maybe_truncated {
         notes.push(format!(
             "the key list holds {} keys, Grafana's cap: more may be hidden; migrate re-lists \
@@ -545,6 +550,15 @@ impl OrgContext<'_> {
                     member.action =
                         Action::Unchanged(format!("kept in service account {service_account}"));
                     member.flags.clear();
+                } else if matches!(member.action, Action::Unchanged(_)) {
+                    // Replaced earlier; Grafana has since converted its row
+                    // (11.6+ at startup): the old secret lives on there.
+                    let holder = self.org.account(service_account);
+                    let holder = holder.map_or("?", |a| a.account.name.as_str());
+                    member.action = Action::Unchanged(format!(
+                        "replaced; its old secret is now held by {holder} (service account \
+                         {service_account}) until cut-over"
+                    ));
                 }
             }
         }
@@ -609,6 +623,9 @@ impl OrgContext<'_> {
         member.action = match self.known.progress(self.org_id(), source.key_id) {
             Progress::Migrated => Action::Unchanged("migrated; replaced, awaiting cut-over".into()),
             Progress::Closed => Action::Unchanged("closed".into()),
+            Progress::Deferred => {
+                Action::Unchanged("failed in this run; tried again next run".into())
+            }
             Progress::Open if source.is_expired(self.now) => Action::Skip(format!(
                 "expired at {}; an expired credential is not revived",
                 source.expires.map(|e| e.to_rfc3339()).unwrap_or_default()
@@ -948,6 +965,7 @@ mod tests {
             },
             keys,
             keys_maybe_truncated: false,
+            keys_unreadable: None,
             accounts,
         };
         Inventory {

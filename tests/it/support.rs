@@ -2,6 +2,7 @@
 
 use std::future::Future;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
@@ -26,12 +27,14 @@ pub async fn within<T>(what: &str, future: impl Future<Output = T>) -> T {
 
 /// A simulator plus a keyshift config and state directory for it.
 pub struct Fixture {
-    /// The simulator.
-    pub sim: SimHandle,
+    /// The simulator (shared so that test hooks can reach it).
+    pub sim: Arc<SimHandle>,
     /// Holds config, ledger, reports and sink.
     pub dir: TempDir,
     /// Extra TOML appended to the config.
     pub extra: String,
+    /// The `[grafana.auth]` table; basic auth as the admin by default.
+    pub auth: String,
 }
 
 impl Fixture {
@@ -47,9 +50,10 @@ impl Fixture {
             .await
             .expect("sim starts");
         Fixture {
-            sim,
+            sim: Arc::new(sim),
             dir: tempfile::tempdir().expect("temp dir"),
             extra: String::new(),
+            auth: "kind = \"basic\"\nuser = \"admin\"\npassword_file = \"admin-password\"\n".into(),
         }
     }
 
@@ -68,10 +72,10 @@ impl Fixture {
         std::fs::write(self.dir.path().join("admin-password"), ADMIN_PASSWORD).unwrap();
         let text = format!(
             "[grafana]\nurl = \"{}\"\nconcurrency = 4\nmax_retries = 2\nretry_budget = \"5s\"\n\
-             [grafana.auth]\nkind = \"basic\"\nuser = \"admin\"\npassword_file = \"admin-password\"\n\
-             {rules}\n[sink]\nkind = \"directory\"\npath = \"tokens\"\n\
+             [grafana.auth]\n{}\n{rules}\n[sink]\nkind = \"directory\"\npath = \"tokens\"\n\
              [ledger]\npath = \"ledger.sqlite\"\n[reports]\ndir = \"reports\"\n{}",
             self.sim.url(),
+            self.auth,
             self.extra
         );
         let path = self.dir.path().join("config.toml");
