@@ -14,22 +14,43 @@ use grafana_sim::{start, Mutation, Profile, Role, SimConfig};
 
 /// Concurrent clients of the load test.
 const CLIENTS: usize = 8;
-/// How long the load runs.
-const LOAD_SECONDS: u64 = 3;
+
+/// Sizes of one run: full under `cargo bench`, tiny under `cargo test`.
+#[derive(Clone, Copy)]
+struct Scale {
+    orgs: usize,
+    keys_per_org: usize,
+    load_seconds: u64,
+}
 
 #[tokio::main]
 async fn main() {
-    memory(Profile::V10_4).await;
+    // `cargo bench` passes `--bench`; `cargo test --all-targets` does not,
+    // and then a smoke run keeps the test suite fast.
+    let full = std::env::args().any(|a| a == "--bench");
+    let scale = match full {
+        true => Scale {
+            orgs: 100,
+            keys_per_org: 1000,
+            load_seconds: 3,
+        },
+        false => Scale {
+            orgs: 2,
+            keys_per_org: 50,
+            load_seconds: 1,
+        },
+    };
+    memory(Profile::V10_4, scale).await;
     // 11.6 converts every key at start: 100,000 service accounts as well.
-    memory(Profile::V11_6).await;
-    throughput().await;
+    memory(Profile::V11_6, scale).await;
+    throughput(scale.load_seconds).await;
 }
 
-/// Resident memory for 100 orgs × 1,000 keys.
-async fn memory(profile: Profile) {
+/// Resident memory for the scale's orgs × keys.
+async fn memory(profile: Profile, scale: Scale) {
     let estate = generate(&GenerateConfig {
-        orgs: 100,
-        keys_per_org: 1000,
+        orgs: scale.orgs,
+        keys_per_org: scale.keys_per_org,
         seed: 1,
         now: Utc::now(),
     });
@@ -60,7 +81,7 @@ fn memory_kib() -> (u64, u64) {
 }
 
 /// Mixed load: 3 reads for every create+delete pair of a token.
-async fn throughput() {
+async fn throughput(load_seconds: u64) {
     let sim = start(SimConfig::new(Profile::V10_4))
         .await
         .expect("simulator starts");
@@ -78,7 +99,7 @@ async fn throughput() {
     };
     let secret = sim.mutate(token).expect("token").key.expect("secret");
     let count = Arc::new(AtomicU64::new(0));
-    let deadline = Instant::now() + Duration::from_secs(LOAD_SECONDS);
+    let deadline = Instant::now() + Duration::from_secs(load_seconds);
     let mut tasks = vec![];
     for client in 0..CLIENTS {
         let url = sim.url();
@@ -91,9 +112,9 @@ async fn throughput() {
         let _ = tokio::time::timeout(Duration::from_secs(30), task).await;
     }
     let total = count.load(Ordering::Relaxed);
-    let rate = total as f64 / LOAD_SECONDS as f64;
+    let rate = total as f64 / load_seconds as f64;
     println!(
-        "throughput: {total} requests in {LOAD_SECONDS}s = {rate:.0} requests/s \
+        "throughput: {total} requests in {load_seconds}s = {rate:.0} requests/s \
               ({CLIENTS} clients, mixed read/write, keep-alive)"
     );
     println!("writes logged: {}", sim.write_count());

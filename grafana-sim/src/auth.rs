@@ -1,6 +1,6 @@
 //! Who is calling: authentication and authorization (grafana-api.md §2).
 
-use chrono::Duration;
+use chrono::{DateTime, Duration, Utc};
 use serde::Serialize;
 use serde_json::{json, Value};
 
@@ -112,7 +112,12 @@ pub fn authenticate(
     state: &mut State,
     input: AuthInput<'_>,
 ) -> Result<Identity, AuthFailure> {
-    let requested = requested_org(options, input);
+    let authn = Authn {
+        profile,
+        options,
+        requested: requested_org(options, input),
+        observe_only: input.observe_only,
+    };
     let unauthorized = || AuthFailure {
         status: 401,
         body: json!({"message": "Unauthorized"}),
@@ -120,15 +125,7 @@ pub fn authenticate(
     };
     let header = input.authorization.ok_or_else(unauthorized)?.trim();
     if let Some(token) = strip_scheme(header, "Bearer ") {
-        let token = token.trim();
-        return authenticate_token(
-            profile,
-            options,
-            state,
-            token,
-            requested,
-            input.observe_only,
-        );
+        return authn.token(state, token.trim());
     }
     let encoded = strip_scheme(header, "Basic ").ok_or_else(unauthorized)?;
     let decoded = STANDARD.decode(encoded.trim()).ok();
@@ -137,17 +134,18 @@ pub fn authenticate(
         .as_deref()
         .and_then(|t| t.split_once(':'))
         .ok_or_else(unauthorized)?;
-    if user == "api_key" {
-        let observe = input.observe_only;
-        return authenticate_token(profile, options, state, password, requested, observe);
+    match user {
+        "api_key" => authn.token(state, password),
+        _ => authn.password(state, user, password),
     }
-    let attempt = Attempt {
-        login: user,
-        password,
-        requested,
-        observe_only: input.observe_only,
-    };
-    authenticate_password(profile, options, state, attempt)
+}
+
+/// What one authentication works with besides the state.
+struct Authn<'a> {
+    profile: Profile,
+    options: &'a Options,
+    requested: Option<i64>,
+    observe_only: bool,
 }
 
 fn strip_scheme<'a>(header: &'a str, scheme: &str) -> Option<&'a str> {
@@ -163,58 +161,87 @@ fn requested_org(options: &Options, input: AuthInput<'_>) -> Option<i64> {
     from_query.or_else(|| input.org_header.and_then(|h| h.trim().parse().ok()))
 }
 
-/// A basic-auth login attempt.
-struct Attempt<'a> {
-    login: &'a str,
-    password: &'a str,
-    requested: Option<i64>,
-    observe_only: bool,
+impl Authn<'_> {
+    fn password(
+        &self,
+        state: &mut State,
+        login: &str,
+        password: &str,
+    ) -> Result<Identity, AuthFailure> {
+        let key = login.to_lowercase();
+        let now = state.now();
+        let blocked = is_locked(state, &key, now);
+        let hash = credential::hash_secret(password);
+        let user = state
+            .user_by_login(login)
+            .filter(|u| u.service_account.is_none());
+        let matches = user.is_some_and(|u| u.password_hash == Some(hash));
+        if blocked || !matches {
+            if !blocked && !self.observe_only {
+                state.login_failures.entry(key).or_default().push_back(now);
+            }
+            return Err(self.wrong_password(blocked));
+        }
+        let user = user.expect("matched above");
+        let org = self.requested.unwrap_or_else(|| current_org(user));
+        let role = user.orgs.get(&org).copied();
+        Ok(Identity {
+            kind: AuthKind::Basic,
+            user_id: Some(user.id),
+            key_id: None,
+            login: user.login.clone(),
+            org_id: if role.is_some() { org } else { -1 },
+            org_role: role,
+            server_admin: user.server_admin,
+            permissions: user.permissions.clone(),
+        })
+    }
+
+    // A locked login reads like a wrong password; ≈10.x authn code named
+    // it `login-attempt.blocked`, 13.x code `password-auth.failed`.
+    fn wrong_password(&self, blocked: bool) -> AuthFailure {
+        let options = self.options;
+        let body = if options.wrong_password_400 || options.authn_era {
+            let status = if options.wrong_password_400 { 400 } else { 401 };
+            let id = match blocked && self.profile < Profile::V11_3 {
+                true => "login-attempt.blocked",
+                false => "password-auth.failed",
+            };
+            errutil(status, id, "Invalid username or password")
+        } else {
+            json!({"message": "invalid username or password"})
+        };
+        AuthFailure {
+            status: body["statusCode"].as_u64().unwrap_or(401) as u16,
+            body,
+            kind: AuthKind::Basic,
+        }
+    }
+
+    fn token(&self, state: &mut State, token: &str) -> Result<Identity, AuthFailure> {
+        let row = find_row(state, token).cloned();
+        let kind = match &row {
+            Some(r) if r.service_account_id.is_some() => AuthKind::ServiceAccountToken,
+            _ => AuthKind::ApiKey,
+        };
+        let refuse = |r: TokenRefusal| r.failure(self.options, kind);
+        let row = row.ok_or_else(|| refuse(TokenRefusal::Invalid))?;
+        check_row(self, state, &row).map_err(refuse)?;
+        if !self.observe_only {
+            touch_last_used(self.options, state, &row);
+        }
+        Ok(token_identity(state, &row, kind))
+    }
 }
 
-fn authenticate_password(
-    profile: Profile,
-    options: &Options,
-    state: &mut State,
-    attempt: Attempt<'_>,
-) -> Result<Identity, AuthFailure> {
-    let Attempt {
-        login,
-        password,
-        requested,
-        observe_only,
-    } = attempt;
-    let key = login.to_lowercase();
-    let now = state.now();
+// Drops failures older than the window; locked at the threshold.
+fn is_locked(state: &mut State, key: &str, now: DateTime<Utc>) -> bool {
     let window = now - Duration::minutes(LOGIN_FAILURE_WINDOW_MINUTES);
-    let failures = state.login_failures.entry(key.clone()).or_default();
+    let failures = state.login_failures.entry(key.to_string()).or_default();
     while failures.front().is_some_and(|t| *t <= window) {
         failures.pop_front();
     }
-    let blocked = failures.len() >= MAX_LOGIN_FAILURES;
-    let hash = credential::hash_secret(password);
-    let user = state
-        .user_by_login(login)
-        .filter(|u| u.service_account.is_none());
-    let matches = user.is_some_and(|u| u.password_hash == Some(hash));
-    if blocked || !matches {
-        if !blocked && !observe_only {
-            state.login_failures.entry(key).or_default().push_back(now);
-        }
-        return Err(wrong_password(profile, options, blocked));
-    }
-    let user = user.expect("matched above");
-    let org = requested.unwrap_or_else(|| current_org(user));
-    let role = user.orgs.get(&org).copied();
-    Ok(Identity {
-        kind: AuthKind::Basic,
-        user_id: Some(user.id),
-        key_id: None,
-        login: user.login.clone(),
-        org_id: if role.is_some() { org } else { -1 },
-        org_role: role,
-        server_admin: user.server_admin,
-        permissions: user.permissions.clone(),
-    })
+    failures.len() >= MAX_LOGIN_FAILURES
 }
 
 // A user's current org: org 1 when a member, else its first org.
@@ -223,26 +250,6 @@ fn current_org(user: &crate::state::User) -> i64 {
         return 1;
     }
     user.orgs.keys().next().copied().unwrap_or(1)
-}
-
-// A locked login reads like a wrong password; ≈10.x authn code named it
-// `login-attempt.blocked`, 13.x code `password-auth.failed`.
-fn wrong_password(profile: Profile, options: &Options, blocked: bool) -> AuthFailure {
-    let body = if options.wrong_password_400 || options.authn_era {
-        let status = if options.wrong_password_400 { 400 } else { 401 };
-        let id = match blocked && profile < Profile::V11_3 {
-            true => "login-attempt.blocked",
-            false => "password-auth.failed",
-        };
-        errutil(status, id, "Invalid username or password")
-    } else {
-        json!({"message": "invalid username or password"})
-    };
-    AuthFailure {
-        status: body["statusCode"].as_u64().unwrap_or(401) as u16,
-        body,
-        kind: AuthKind::Basic,
-    }
 }
 
 /// The five-key body the authn middleware writes.
@@ -291,28 +298,6 @@ impl TokenRefusal {
     }
 }
 
-fn authenticate_token(
-    profile: Profile,
-    options: &Options,
-    state: &mut State,
-    token: &str,
-    requested: Option<i64>,
-    observe_only: bool,
-) -> Result<Identity, AuthFailure> {
-    let row = find_row(state, token).cloned();
-    let kind = match &row {
-        Some(r) if r.service_account_id.is_some() => AuthKind::ServiceAccountToken,
-        _ => AuthKind::ApiKey,
-    };
-    let refuse = |r: TokenRefusal| r.failure(options, kind);
-    let row = row.ok_or_else(|| refuse(TokenRefusal::Invalid))?;
-    check_row(profile, options, state, &row, requested).map_err(refuse)?;
-    if !observe_only {
-        touch_last_used(options, state, &row);
-    }
-    Ok(token_identity(state, &row, kind))
-}
-
 fn find_row<'s>(state: &'s State, token: &str) -> Option<&'s KeyRow> {
     let credential = Credential::parse(token)?;
     match &credential {
@@ -325,13 +310,8 @@ fn find_row<'s>(state: &'s State, token: &str) -> Option<&'s KeyRow> {
 
 // Order as in authn's validateApiKey: expiry, revocation, org, plain key;
 // the disabled check comes with the identity.
-fn check_row(
-    profile: Profile,
-    options: &Options,
-    state: &State,
-    row: &KeyRow,
-    requested: Option<i64>,
-) -> Result<(), TokenRefusal> {
+fn check_row(authn: &Authn<'_>, state: &State, row: &KeyRow) -> Result<(), TokenRefusal> {
+    let (options, requested) = (authn.options, authn.requested);
     if row.is_expired(state.now()) {
         return Err(TokenRefusal::Expired);
     }
@@ -342,7 +322,7 @@ fn check_row(
         return Err(TokenRefusal::OrgMismatch);
     }
     let Some(sa_id) = row.service_account_id else {
-        return match profile.plain_keys_authenticate() {
+        return match authn.profile.plain_keys_authenticate() {
             true => Ok(()),
             false => Err(TokenRefusal::Invalid),
         };

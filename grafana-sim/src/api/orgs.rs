@@ -40,14 +40,25 @@ pub fn get(ctx: &mut Ctx<'_>, id: &str) -> Reply {
     let Ok(id) = id.parse::<i64>() else {
         return Reply::message(400, "id is invalid");
     };
-    let member = ctx.who.org_id == id && ctx.who.can("orgs:read");
-    if !ctx.who.server_admin && !member {
+    if !ctx.who.server_admin && !reads_org(ctx, id) {
         return ctx.access_denied("orgs:read");
     }
     match ctx.state.org(id) {
         Some(org) => Reply::json(200, &org_details(org)),
         None => Reply::message(404, "Organization not found"),
     }
+}
+
+// Permissions are evaluated in the addressed org: the caller's role
+// there, or its own org for tokens.
+fn reads_org(ctx: &Ctx<'_>, id: i64) -> bool {
+    if ctx.who.org_id == id {
+        return ctx.who.can("orgs:read");
+    }
+    let user = ctx.who.user_id.and_then(|u| ctx.state.user(u));
+    let is_user = ctx.who.kind == AuthKind::Basic;
+    let role = user.filter(|_| is_user).and_then(|u| u.orgs.get(&id));
+    role.is_some_and(|r| *r != crate::state::Role::None)
 }
 
 /// `GET /api/org`: the org in context.

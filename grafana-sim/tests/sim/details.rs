@@ -198,6 +198,21 @@ async fn org_routes_and_user() {
     assert_eq!(user.body["isGrafanaAdmin"], true);
 }
 
+// A member may read another org it belongs to by id, not one it does not.
+#[tokio::test]
+async fn org_by_id_for_members() {
+    let estate = json!({"orgs": [{"id": 2, "name": "b"}, {"id": 3, "name": "c"}],
+                        "users": [{"login": "u", "password": "p",
+                                   "orgs": {"1": "Viewer", "2": "Viewer"}}]});
+    let sim = Sim::with_estate(Profile::V10_4, estate).await;
+    let user = Auth::Basic("u", "p");
+    assert_eq!(
+        sim.send("GET", "/api/orgs/2", user, None).await.body["name"],
+        "b"
+    );
+    assert_eq!(sim.send("GET", "/api/orgs/3", user, None).await.status, 403);
+}
+
 // A legacy key with the right name but a wrong secret is refused.
 #[tokio::test]
 async fn legacy_key_secret_is_checked() {
