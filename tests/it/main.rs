@@ -3,5 +3,7 @@
 mod dashboard;
 mod field_cases;
 mod migrate;
+mod rehearse;
+mod secrets;
 mod support;
 mod systemd;
