@@ -4,6 +4,5 @@ mod dashboard;
 mod field_cases;
 mod migrate;
 mod rehearse;
-mod secrets;
 mod support;
 mod systemd;

@@ -1,4 +1,12 @@
 //! No secret reaches logs, reports or the ledger; sink files are private.
+//!
+//! A binary of its own: tracing caches per-callsite interest process-wide,
+//! so capturing trace output is only reliable without other tests running
+//! beside it.
+
+#[path = "../it/support.rs"]
+#[allow(dead_code)]
+mod support;
 
 use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
@@ -6,7 +14,7 @@ use std::sync::{Arc, Mutex};
 
 use grafana_sim::{Profile, Role};
 
-use crate::support::{EstateBuilder, Fixture, ADMIN_PASSWORD};
+use support::{EstateBuilder, Fixture, ADMIN_PASSWORD};
 
 /// A log writer that keeps everything in memory.
 #[derive(Clone, Default)]
@@ -65,7 +73,8 @@ async fn no_secret_in_logs_reports_or_ledger() {
     let logs = logs.0.lock().unwrap().clone();
     assert!(
         contains(&logs, "grafana request"),
-        "trace logging was captured"
+        "trace logging was captured: {}",
+        String::from_utf8_lossy(&logs[..logs.len().min(600)])
     );
     let mut files = vec![
         fixture.ledger_path(),
