@@ -12,7 +12,8 @@ use super::defaults as def;
 use super::error::{ConfigError, Problem};
 use super::raw::*;
 use super::sections::*;
-use super::value::{parse_duration, Choice, CronSchedule};
+use super::value::{parse_duration, Choice};
+use crate::schedule::Schedule;
 use super::{Config, Environment};
 use crate::role::Role;
 use crate::telemetry::LogFormat;
@@ -559,12 +560,12 @@ fn cutover(ctx: &Ctx<'_>, raw: RawCutover) -> Result<CutoverConfig, ConfigError>
 
 fn reconcile(ctx: &Ctx<'_>, raw: RawReconcile) -> Result<ReconcileConfig, ConfigError> {
     let text = raw.schedule.unwrap_or_else(|| def::SCHEDULE.into());
-    let schedule = CronSchedule::parse(&text).map_err(|source| {
+    let schedule = Schedule::parse(&text).map_err(|source| {
         ctx.err(
             "reconcile.schedule",
             Problem::Cron {
                 value: text.clone(),
-                error: source,
+                error: Box::new(source),
             },
         )
     })?;

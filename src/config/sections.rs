@@ -7,7 +7,8 @@ use std::time::Duration;
 use regex::Regex;
 use reqwest::Url;
 
-use super::value::{choice_enum, CronSchedule};
+use super::value::choice_enum;
+use crate::schedule::Schedule;
 use crate::role::Role;
 use crate::secret::Secret;
 use crate::telemetry::LogFormat;
@@ -339,7 +340,7 @@ pub struct RepairPolicy {
 #[derive(Debug, Clone, PartialEq)]
 pub struct ReconcileConfig {
     /// When the daemon reconciles.
-    pub schedule: CronSchedule,
+    pub schedule: Schedule,
     /// Tokens expiring within this window are reported.
     pub expiring_within: Duration,
     /// Re-enable a disabled service account (never unless true).
