@@ -182,7 +182,7 @@ impl Job {
         Ok((inventory, plan))
     }
 
-    async fn discover(&self) -> Result<Inventory, GrafanaError> {
+    pub(crate) async fn discover(&self) -> Result<Inventory, GrafanaError> {
         let inventory = inventory::discover(&self.client, &self.orgs).await?;
         let version = inventory
             .capabilities

@@ -13,9 +13,9 @@ use super::error::{ConfigError, Problem};
 use super::raw::*;
 use super::sections::*;
 use super::value::{parse_duration, Choice};
-use crate::schedule::Schedule;
 use super::{Config, Environment};
 use crate::role::Role;
+use crate::schedule::Schedule;
 use crate::telemetry::LogFormat;
 
 /// What conversion needs besides the raw values.

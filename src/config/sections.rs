@@ -8,8 +8,8 @@ use regex::Regex;
 use reqwest::Url;
 
 use super::value::choice_enum;
-use crate::schedule::Schedule;
 use crate::role::Role;
+use crate::schedule::Schedule;
 use crate::secret::Secret;
 use crate::telemetry::LogFormat;
 
