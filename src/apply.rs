@@ -115,18 +115,16 @@ impl Applier {
         for (org, org_plan) in inventory.orgs.iter().zip(&plan.orgs) {
             self.record_members(org, org_plan)?;
         }
-        let jobs = inventory
-            .orgs
-            .iter()
-            .zip(&plan.orgs)
-            .flat_map(|(org, org_plan)| {
-                org_plan
-                    .use_cases
-                    .iter()
-                    .map(move |use_case| (org, use_case))
-            });
+        // The futures are built eagerly (they are lazy until polled): a
+        // closure-built stream here would make the whole future non-Send
+        // for the compiler, and the daemon spawns migrate on a task.
+        let mut jobs = Vec::new();
+        for (org, org_plan) in inventory.orgs.iter().zip(&plan.orgs) {
+            for use_case in &org_plan.use_cases {
+                jobs.push(self.apply_use_case(org, use_case));
+            }
+        }
         let results: Vec<UseCaseResult> = stream::iter(jobs)
-            .map(|(org, use_case)| self.apply_use_case(org, use_case))
             .buffer_unordered(self.concurrency.max(1))
             .collect()
             .await;

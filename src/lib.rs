@@ -19,10 +19,12 @@
 //! - `rehearse`: the whole job against a built-in simulated Grafana
 //! - `report`: per-run Markdown and JSON reports, with retention
 //! - `resume`: settles intents a killed run left without a result
+//! - `revert`: undoes what keyshift did for a use case or a key
 //! - `retry`: capped exponential backoff (the only user of `backoff`)
 //! - `role`: Grafana's basic org roles
 //! - `schedule`: cron expressions in crontab or seconds form
 //! - `secret`: keeps passwords and tokens out of logs
+//! - `service`: `keyshift run`: the daemon wired to reconcile
 //! - `sink`: delivers new token secrets to a directory or a command
 //! - `telemetry`: tracing subscriber setup (text, JSON, journal)
 
@@ -45,8 +47,10 @@ pub mod rehearse;
 pub mod report;
 pub mod resume;
 pub mod retry;
+pub mod revert;
 pub mod role;
 pub mod schedule;
 pub mod secret;
+pub mod service;
 pub mod sink;
 pub mod telemetry;

@@ -323,3 +323,8 @@ fn fatal(error: StepError) -> JobError {
         }
     }
 }
+
+/// True when a credential's old row (key or token) is still in Grafana.
+pub fn old_row_exists(org: &crate::inventory::OrgInventory, key_id: i64) -> bool {
+    estate::locate(org, key_id).is_some()
+}

@@ -577,6 +577,7 @@ fn reconcile(ctx: &Ctx<'_>, raw: RawReconcile) -> Result<ReconcileConfig, Config
             def::EXPIRING_WITHIN,
         )?,
         reenable_disabled: raw.reenable_disabled.unwrap_or(def::REENABLE_DISABLED),
+        token_limit: raw.token_limit,
         repair: repair(ctx, raw.repair)?,
     })
 }

@@ -345,6 +345,9 @@ pub struct ReconcileConfig {
     pub expiring_within: Duration,
     /// Re-enable a disabled service account (never unless true).
     pub reenable_disabled: bool,
+    /// Tokens one service account may hold on this server, when the
+    /// server limits it (Amazon Managed Grafana: 99); `None` = no limit.
+    pub token_limit: Option<usize>,
     /// Repair per finding kind.
     pub repair: RepairPolicy,
 }
