@@ -1,4 +1,8 @@
 //! Integration tests: one binary, one module per area.
 
+mod cutover;
 mod dashboard;
+mod reconcile;
+mod revert;
+mod support;
 mod systemd;
