@@ -4,5 +4,6 @@ mod cutover;
 mod dashboard;
 mod reconcile;
 mod revert;
+mod service;
 mod support;
 mod systemd;
