@@ -577,7 +577,11 @@ fn reconcile(ctx: &Ctx<'_>, raw: RawReconcile) -> Result<ReconcileConfig, Config
             def::EXPIRING_WITHIN,
         )?,
         reenable_disabled: raw.reenable_disabled.unwrap_or(def::REENABLE_DISABLED),
-        token_limit: raw.token_limit,
+        token_limit: raw
+            .token_limit
+            .map(|n| ctx.int("reconcile.token_limit", Some(n), n, (1, 1_000_000)))
+            .transpose()?
+            .map(|n| n as usize),
         repair: repair(ctx, raw.repair)?,
     })
 }

@@ -435,9 +435,10 @@ async fn fc23_token_limit_frees_own_expired_tokens() {
             })
             .unwrap();
     }
-    let mut settings = grafana_sim::Settings::default();
-    settings.max_tokens_per_service_account = Some(99);
-    world.sim.set_settings(settings);
+    world.sim.set_settings(grafana_sim::Settings {
+        max_tokens_per_service_account: Some(99),
+        ..Default::default()
+    });
     world.sim.advance_clock(chrono::Duration::seconds(120));
     assert_eq!(world.sim.with_state(|s| s.tokens_of(ci).len()), 99);
 
