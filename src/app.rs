@@ -191,3 +191,31 @@ pub fn sink_description(config: &Config) -> String {
         SinkConfig::Exec { command, .. } => format!("command {}", command.join(" ")),
     }
 }
+
+/// The reconcile settings of the config.
+pub fn reconcile_settings(config: &Config) -> crate::reconcile::Settings {
+    crate::reconcile::Settings {
+        reconcile: config.reconcile.clone(),
+        cutover: config.cutover.clone(),
+        migrate_new: config.migration.new_credentials,
+        token_limit: config.reconcile.token_limit,
+    }
+}
+
+/// A reconcile job over everything the config describes.
+///
+/// # Errors
+/// When the client or the ledger cannot be set up.
+pub fn reconciler(
+    config: &Config,
+    orgs: &[String],
+    trigger: &str,
+    repair: bool,
+) -> Result<crate::reconcile::Reconciler, SetupError> {
+    Ok(crate::reconcile::Reconciler {
+        job: job(config, orgs, trigger)?,
+        settings: reconcile_settings(config),
+        repair,
+        now: Arc::new(chrono::Utc::now),
+    })
+}

@@ -91,7 +91,8 @@ pub enum StepError {
 }
 
 impl StepError {
-    fn is_fatal(&self) -> bool {
+    /// True for errors after which nothing more may be tried this run.
+    pub fn is_fatal(&self) -> bool {
         match self {
             StepError::Grafana(e) => e.is_credential_rejected(),
             StepError::Ledger(_) => true,
@@ -422,29 +423,9 @@ impl<'a> UseCaseRun<'a> {
         call: impl std::future::Future<Output = Result<T, GrafanaError>>,
         result: impl FnOnce(&T) -> serde_json::Value,
     ) -> Result<T, StepError> {
-        let op = self
-            .ledger()
-            .begin_operation(self.applier.run, self.org_id(), kind, &subject)?;
         self.writes += 1;
-        match call.await {
-            Ok(value) => {
-                let detail = result(&value);
-                self.ledger()
-                    .finish_operation(op, OperationResult::Succeeded(detail))?;
-                Ok(value)
-            }
-            Err(error) => {
-                let failure = match error.may_have_applied() && error.status().is_none() {
-                    true => OperationResult::Unknown,
-                    false => OperationResult::Failed {
-                        status: error.status(),
-                        message: error.to_string(),
-                    },
-                };
-                self.ledger().finish_operation(op, failure)?;
-                Err(error.into())
-            }
-        }
+        let (ledger, run, org) = (self.ledger(), self.applier.run, self.org_id());
+        recorded(ledger, run, org, kind, &subject, call, result).await
     }
 
     fn target_id(&self) -> Result<i64, StepError> {
@@ -824,6 +805,47 @@ impl<'a> UseCaseRun<'a> {
             }
             self.outcomes
                 .insert(key_id, MemberOutcome::Failed(reason.to_string()));
+        }
+    }
+}
+
+/// Runs one call that changes Grafana between its intent and its result
+/// in the ledger, so that a kill at any point leaves a record to resume.
+///
+/// An error without a status that may have reached Grafana is recorded as
+/// unknown; the next run looks it up (see [`crate::resume`]).
+///
+/// # Errors
+/// The call's error, or a ledger error recording it.
+pub async fn recorded<T, E>(
+    ledger: &Ledger,
+    run: RunId,
+    org: i64,
+    kind: OperationKind,
+    subject: &serde_json::Value,
+    call: impl std::future::Future<Output = Result<T, GrafanaError>>,
+    result: impl FnOnce(&T) -> serde_json::Value,
+) -> Result<T, E>
+where
+    E: From<GrafanaError> + From<LedgerError>,
+{
+    let op = ledger.begin_operation(run, org, kind, subject)?;
+    match call.await {
+        Ok(value) => {
+            let detail = result(&value);
+            ledger.finish_operation(op, OperationResult::Succeeded(detail))?;
+            Ok(value)
+        }
+        Err(error) => {
+            let failure = match error.may_have_applied() && error.status().is_none() {
+                true => OperationResult::Unknown,
+                false => OperationResult::Failed {
+                    status: error.status(),
+                    message: error.to_string(),
+                },
+            };
+            ledger.finish_operation(op, failure)?;
+            Err(error.into())
         }
     }
 }

@@ -39,6 +39,12 @@ pub enum Command {
     Plan(PlanArgs),
     /// Migrate the estate's API keys to service accounts
     Migrate(MigrateArgs),
+    /// Compare the ledger with Grafana; repair drift with --repair
+    Reconcile(ReconcileArgs),
+    /// Undo what keyshift did for a use case or a credential
+    Revert(crate::revert::RevertArgs),
+    /// Reconcile on the config's schedule until stopped (the service)
+    Run,
     /// Print the report of a past run (default: the latest)
     Report(ReportArgs),
     /// Check the config
@@ -77,6 +83,16 @@ pub struct MigrateArgs {
     /// Do not ask for confirmation
     #[arg(long, short = 'y')]
     yes: bool,
+}
+
+/// `keyshift reconcile`.
+#[derive(Debug, Args)]
+pub struct ReconcileArgs {
+    #[command(flatten)]
+    selection: Selection,
+    /// Make the repairs that [reconcile.repair] allows
+    #[arg(long)]
+    repair: bool,
 }
 
 /// `keyshift report`.
@@ -141,6 +157,15 @@ pub async fn run(cli: Cli) -> Result<Exit> {
         Command::Plan(args) => plan(&cli, &args.selection).await,
         Command::Migrate(args) if args.dry_run => plan(&cli, &args.selection).await,
         Command::Migrate(args) => migrate(&cli, args).await,
+        Command::Reconcile(args) => reconcile(&cli, args).await,
+        Command::Revert(args) => {
+            let config = load(&cli)?;
+            crate::revert::run_cli(&config, args).await
+        }
+        Command::Run => {
+            let config = load(&cli)?;
+            crate::service::run(config).await
+        }
         Command::Report(args) => report(&cli, args),
         Command::Config(ConfigCommand::Check) => check(&cli).await,
     }
@@ -205,6 +230,36 @@ async fn migrate(cli: &Cli, args: &MigrateArgs) -> Result<Exit> {
     eprintln!("report: {}", path.display());
     eprintln!("new secrets went to the {}", app::sink_description(&config));
     Ok(Exit::from(result.report.outcome))
+}
+
+async fn reconcile(cli: &Cli, args: &ReconcileArgs) -> Result<Exit> {
+    let config = load(cli)?;
+    let reconciler = app::reconciler(&config, &args.selection.orgs, "cli", args.repair)?;
+    let result = reconciler.run(&crate::daemon::StopToken::never()).await?;
+    let path = app::reports(&config).write(&result.report)?;
+    print_report(&result.report, args.selection.format)?;
+    eprintln!("report: {}", path.display());
+    Ok(Exit::from(result.report.outcome))
+}
+
+/// Prints a run report (no plan) in the chosen format.
+///
+/// # Errors
+/// When stdout cannot be written.
+pub fn print_report(report: &RunReport, format: Option<Format>) -> Result<()> {
+    let format = format.unwrap_or(if std::io::stdout().is_terminal() {
+        Format::Table
+    } else {
+        Format::Markdown
+    });
+    let text = match format {
+        Format::Table => output::table(report),
+        Format::Markdown => render_markdown(report),
+        Format::Json => report.to_json(),
+    };
+    let mut stdout = std::io::stdout().lock();
+    writeln!(stdout, "{text}")?;
+    Ok(())
 }
 
 fn confirm(config: &Config, preview: &JobResult) -> Result<()> {

@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 
 pub use error::{ConfigError, Problem};
 pub use sections::*;
-pub use value::{CronSchedule, DurationError};
+pub use value::DurationError;
 
 /// A loaded, validated config.
 #[derive(Debug, Clone)]

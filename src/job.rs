@@ -6,7 +6,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use tracing::{info, info_span, warn, Instrument};
 
-use crate::apply::{Applied, Applier, MemberOutcome};
+use crate::apply::{Applied, Applier, MemberOutcome, StepError};
 use crate::grafana::{Client, GrafanaError};
 use crate::inventory::{self, Inventory, OrgFilter, OrgScope};
 use crate::ledger::{CredentialState, Ledger, LedgerError, RunId, RunKind, RunOutcome};
@@ -38,6 +38,19 @@ pub enum JobError {
     /// The sink cannot take secrets.
     #[error("the token sink is not usable: {0}")]
     Sink(#[from] crate::sink::SinkError),
+}
+
+impl From<StepError> for JobError {
+    fn from(error: StepError) -> Self {
+        match error {
+            StepError::Grafana(e) => JobError::Grafana(e),
+            StepError::Ledger(e) => JobError::Ledger(e),
+            other => JobError::Grafana(GrafanaError::Unexpected {
+                org: 0,
+                what: other.to_string(),
+            }),
+        }
+    }
 }
 
 /// Everything a job works with.
@@ -211,7 +224,7 @@ impl Job {
         Ok(known)
     }
 
-    async fn discover(&self) -> Result<Inventory, GrafanaError> {
+    pub(crate) async fn discover(&self) -> Result<Inventory, GrafanaError> {
         let inventory = inventory::discover(&self.client, &self.orgs).await?;
         let version = inventory
             .capabilities

@@ -81,6 +81,10 @@ async fn look_up(
                 .is_some_and(|a| a.name == text(subject, "to") || Some(a.role) == role(subject));
             done.then(|| json!({}))
         }
+        OperationKind::EnableServiceAccount => {
+            let account = client.service_account(org, int(subject, "id")).await?;
+            account.is_some_and(|a| !a.is_disabled).then(|| json!({}))
+        }
         OperationKind::DeleteServiceAccount => {
             let account = client.service_account(org, int(subject, "id")).await?;
             account.is_none().then(|| json!({}))

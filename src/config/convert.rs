@@ -12,9 +12,10 @@ use super::defaults as def;
 use super::error::{ConfigError, Problem};
 use super::raw::*;
 use super::sections::*;
-use super::value::{parse_duration, Choice, CronSchedule};
+use super::value::{parse_duration, Choice};
 use super::{Config, Environment};
 use crate::role::Role;
+use crate::schedule::Schedule;
 use crate::telemetry::LogFormat;
 
 /// What conversion needs besides the raw values.
@@ -559,12 +560,12 @@ fn cutover(ctx: &Ctx<'_>, raw: RawCutover) -> Result<CutoverConfig, ConfigError>
 
 fn reconcile(ctx: &Ctx<'_>, raw: RawReconcile) -> Result<ReconcileConfig, ConfigError> {
     let text = raw.schedule.unwrap_or_else(|| def::SCHEDULE.into());
-    let schedule = CronSchedule::parse(&text).map_err(|source| {
+    let schedule = Schedule::parse(&text).map_err(|source| {
         ctx.err(
             "reconcile.schedule",
             Problem::Cron {
                 value: text.clone(),
-                error: source,
+                error: Box::new(source),
             },
         )
     })?;
@@ -576,6 +577,11 @@ fn reconcile(ctx: &Ctx<'_>, raw: RawReconcile) -> Result<ReconcileConfig, Config
             def::EXPIRING_WITHIN,
         )?,
         reenable_disabled: raw.reenable_disabled.unwrap_or(def::REENABLE_DISABLED),
+        token_limit: raw
+            .token_limit
+            .map(|n| ctx.int("reconcile.token_limit", Some(n), n, (1, 1_000_000)))
+            .transpose()?
+            .map(|n| n as usize),
         repair: repair(ctx, raw.repair)?,
     })
 }

@@ -116,8 +116,8 @@ pub enum Problem {
     Cron {
         /// The value found.
         value: String,
-        /// The cron parser's complaint.
-        error: cron::error::Error,
+        /// The schedule parser's complaint.
+        error: Box<crate::schedule::ScheduleError>,
     },
     /// A socket address that does not parse.
     #[error("invalid socket address {value:?}, expected e.g. 127.0.0.1:9464")]

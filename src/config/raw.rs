@@ -177,6 +177,7 @@ pub struct RawReconcile {
     pub schedule: Option<String>,
     pub expiring_within: Option<String>,
     pub reenable_disabled: Option<bool>,
+    pub token_limit: Option<i64>,
     pub repair: RawRepair,
 }
 

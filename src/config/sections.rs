@@ -7,8 +7,9 @@ use std::time::Duration;
 use regex::Regex;
 use reqwest::Url;
 
-use super::value::{choice_enum, CronSchedule};
+use super::value::choice_enum;
 use crate::role::Role;
+use crate::schedule::Schedule;
 use crate::secret::Secret;
 use crate::telemetry::LogFormat;
 
@@ -339,11 +340,14 @@ pub struct RepairPolicy {
 #[derive(Debug, Clone, PartialEq)]
 pub struct ReconcileConfig {
     /// When the daemon reconciles.
-    pub schedule: CronSchedule,
+    pub schedule: Schedule,
     /// Tokens expiring within this window are reported.
     pub expiring_within: Duration,
     /// Re-enable a disabled service account (never unless true).
     pub reenable_disabled: bool,
+    /// Tokens one service account may hold on this server, when the
+    /// server limits it (Amazon Managed Grafana: 99); `None` = no limit.
+    pub token_limit: Option<usize>,
     /// Repair per finding kind.
     pub repair: RepairPolicy,
 }

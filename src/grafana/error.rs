@@ -22,6 +22,9 @@ pub enum ErrorKind {
     InvalidRole,
     /// The token lifetime is over a server limit.
     LifetimeLimit,
+    /// The service account holds as many tokens as the server allows
+    /// (Amazon Managed Grafana and similar; OSS has no such limit).
+    TokenLimit,
     /// The route was removed (410), e.g. key creation on 11.3+.
     Gone,
     /// 429; wait at least this long before the next try.
@@ -177,6 +180,7 @@ fn classify_message_id(id: &str) -> Option<ErrorKind> {
         "serviceaccounts.ErrTokenAlreadyExists" => ErrorKind::TokenNameTaken,
         "serviceaccounts.ErrRoleForbidden" => ErrorKind::Forbidden,
         "serviceaccounts.ErrInvalidRoleSpecified" => ErrorKind::InvalidRole,
+        "serviceaccounts.ErrTokenLimitReached" => ErrorKind::TokenLimit,
         "serviceaccounts.ErrNotFound" | "serviceaccounts.ErrTokenNotFound" => ErrorKind::NotFound,
         // 10.x answers a wrong password with 400; a lockout looks the same.
         "password-auth.failed" | "login-attempt.blocked" => ErrorKind::CredentialRejected,
@@ -199,6 +203,7 @@ fn classify_status(status: u16, message: &str, retry_after: Option<Duration>) ->
         429 => ErrorKind::RateLimited(retry_after),
         400 if lower.contains("expiration") => ErrorKind::LifetimeLimit,
         400 if lower.contains("invalid role") => ErrorKind::InvalidRole,
+        400 if lower.contains("token limit") => ErrorKind::TokenLimit,
         // 9.x says only this when a login is taken.
         400 if lower.contains("failed to create service account") => ErrorKind::NameTaken,
         400..=499 => ErrorKind::BadRequest,
@@ -216,6 +221,12 @@ mod tests {
     #[test]
     fn classifies_by_message_id_then_status() {
         let cases: &[(u16, Option<&str>, &str, ErrorKind)] = &[
+            (
+                400,
+                Some("serviceaccounts.ErrTokenLimitReached"),
+                "",
+                ErrorKind::TokenLimit,
+            ),
             (
                 400,
                 Some("serviceaccounts.ErrTokenAlreadyExists"),

@@ -200,6 +200,8 @@ text_enum! {
         DeleteKey => "delete-key",
         /// `DELETE /api/serviceaccounts/:id`.
         DeleteServiceAccount => "delete-service-account",
+        /// `PATCH /api/serviceaccounts/:id` with `isDisabled: false`.
+        EnableServiceAccount => "enable-service-account",
     }
 }
 

@@ -1,0 +1,102 @@
+//! Cut-over driven by the simulator's clock, and FC-20.
+
+use chrono::Duration;
+
+use grafana_sim::{Mutation, Profile, Role as SimRole};
+use keyshift::ledger::CredentialState;
+
+use crate::flow::{estate, key, kinds, World};
+
+const WHEN_UNUSED: &str = r#"
+[cutover]
+policy = "when-unused"
+unused_for = "7d"
+grace = "1d"
+"#;
+
+fn keys() -> Vec<grafana_sim::estate::EstateKey> {
+    vec![
+        key("ci-a", SimRole::Editor, Some(1), None),
+        key("ci-b", SimRole::Editor, Some(40), None),
+        key("ci-c", SimRole::Editor, Some(50), None),
+    ]
+}
+
+// A recently used credential is kept; one unused past the period goes.
+#[tokio::test]
+async fn when_unused_revokes_only_unused() {
+    let world = World::start(Profile::V11_3, None, estate(keys()), WHEN_UNUSED).await;
+    world.migrate().await;
+    let (used, unused) = (world.key_id("ci-b"), world.key_id("ci-c"));
+
+    world.sim.advance_clock(Duration::days(9));
+    world
+        .sim
+        .mutate(Mutation::MarkUsed {
+            credential_id: used,
+            at: None,
+        })
+        .unwrap();
+    let result = world.reconcile(false).await;
+
+    let state = |id| world.job.ledger.credential(1, id).unwrap().unwrap().state;
+    assert_eq!(state(unused), CredentialState::Revoked);
+    assert!(!world.row_exists(unused), "the unused key still exists");
+    assert_eq!(state(used), CredentialState::Reissued);
+    assert!(world.row_exists(used));
+    let revoked = result
+        .findings
+        .iter()
+        .find(|f| f.kind.as_str() == "cutover-revoked")
+        .unwrap();
+    assert!(
+        revoked.detail.contains("breaks every consumer"),
+        "{}",
+        revoked.detail
+    );
+    let found = kinds(&result);
+    assert!(
+        found.contains(&"cutover-waiting") && found.contains(&"legacy-still-used"),
+        "{found:?}"
+    );
+}
+
+// With `never`, nothing is revoked and readiness is reported.
+#[tokio::test]
+async fn never_reports_readiness_only() {
+    let world = World::start(Profile::V11_3, None, estate(keys()), "").await;
+    world.migrate().await;
+    let writes = world.sim.write_count();
+
+    world.sim.advance_clock(Duration::days(60));
+    let result = world.reconcile(false).await;
+
+    assert_eq!(world.sim.write_count(), writes);
+    let ready = kinds(&result)
+        .iter()
+        .filter(|k| **k == "cutover-ready")
+        .count();
+    assert_eq!(ready, 2, "{:?}", result.findings);
+}
+
+// FC-20: on 10.1 lastUsedAt is not proof of non-use: nothing is revoked.
+#[tokio::test]
+async fn fc20_last_used_distrusted_on_10_1() {
+    let world = World::start(Profile::V10_0, Some("10.1.5"), estate(keys()), WHEN_UNUSED).await;
+    world.migrate().await;
+    let writes = world.sim.write_count();
+
+    world.sim.advance_clock(Duration::days(40));
+    let result = world.reconcile(false).await;
+
+    assert_eq!(
+        world.sim.write_count(),
+        writes,
+        "revoked on a distrusted version"
+    );
+    let unjudged = kinds(&result)
+        .iter()
+        .filter(|k| **k == "cutover-unjudged")
+        .count();
+    assert_eq!(unjudged, 2, "{:?}", result.findings);
+}

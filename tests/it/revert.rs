@@ -1,0 +1,95 @@
+//! Revert (FC-15).
+
+use grafana_sim::{Mutation, Profile, Role as SimRole};
+use keyshift::ledger::{CredentialState, RunOutcome};
+use keyshift::revert::{Revert, Target};
+
+use crate::flow::{estate, key, within, World};
+
+const NEW_ACCOUNTS: &str = "[migration]\nkeep_secrets = false\n";
+
+async fn revert(world: &World, target: Target, dry_run: bool) -> keyshift::report::RunReport {
+    let revert = Revert {
+        job: world.job.clone(),
+        org: 1,
+        target,
+        dry_run,
+    };
+    within("revert", revert.run()).await.expect("revert runs")
+}
+
+// FC-15: keyshift's token goes; the account with a human's token stays.
+#[tokio::test]
+async fn fc15_revert_keeps_account_with_foreign_token() {
+    let keys = vec![key("grafana-backup", SimRole::Editor, Some(1), None)];
+    let world = World::start(Profile::V11_3, None, estate(keys), NEW_ACCOUNTS).await;
+    world.migrate().await;
+    let backup = world.account_of("backup");
+    let key_id = world.key_id("grafana-backup");
+    let t1 = world.job.ledger.credential(1, key_id).unwrap().unwrap();
+    let t1 = t1.replacement_token_id.unwrap();
+    world
+        .sim
+        .mutate(Mutation::CreateToken {
+            service_account_id: backup,
+            name: "backup-manual".into(),
+            seconds_to_live: None,
+        })
+        .unwrap();
+
+    let dry = revert(&world, Target::UseCase("backup".into()), true).await;
+    assert!(world.row_exists(t1), "a dry run deleted the token");
+    assert!(dry
+        .notes
+        .iter()
+        .any(|n| n.starts_with("would: delete token")));
+
+    let report = revert(&world, Target::UseCase("backup".into()), false).await;
+
+    assert!(!world.row_exists(t1));
+    assert!(world
+        .sim
+        .with_state(|s| s.service_account(1, backup).is_some()));
+    assert!(
+        report
+            .needs_human
+            .iter()
+            .any(|n| n.contains("did not create")),
+        "{report:?}"
+    );
+    assert_eq!(report.outcome, RunOutcome::Attention);
+    let credential = world.job.ledger.credential(1, key_id).unwrap().unwrap();
+    assert_eq!(credential.state, CredentialState::Reverted);
+}
+
+// FC-15 variant: the original key is gone on 11.4: say it is irreversible.
+#[tokio::test]
+async fn fc15_revert_of_deleted_key_is_irreversible() {
+    let keys = vec![key("grafana-backup", SimRole::Editor, Some(1), None)];
+    let world = World::start(Profile::V11_3, Some("11.4.0"), estate(keys), NEW_ACCOUNTS).await;
+    world.migrate().await;
+    let backup = world.account_of("backup");
+    let key_id = world.key_id("grafana-backup");
+    world
+        .sim
+        .mutate(Mutation::DeleteToken { id: key_id })
+        .unwrap();
+
+    let report = revert(&world, Target::Key(key_id), false).await;
+
+    let said = report.needs_human.join("\n");
+    assert!(
+        said.contains("cannot be re-created on this version"),
+        "{said}"
+    );
+    assert!(
+        world
+            .sim
+            .with_state(|s| s.service_account(1, backup).is_none()),
+        "an account keyshift created and emptied was kept"
+    );
+    let requests = world.sim.requests();
+    assert!(!requests
+        .iter()
+        .any(|r| r.method == "POST" && r.route == "/api/auth/keys"));
+}
