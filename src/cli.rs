@@ -50,7 +50,7 @@ pub enum Command {
     /// Check the config
     #[command(subcommand)]
     Config(ConfigCommand),
-    /// Run plan and migrate against a built-in simulated Grafana
+    /// Run plan, migrate and reconcile against a built-in simulated Grafana
     Rehearse(rehearse::RehearseArgs),
 }
 
@@ -247,12 +247,7 @@ async fn reconcile(cli: &Cli, args: &ReconcileArgs) -> Result<Exit> {
 /// # Errors
 /// When stdout cannot be written.
 pub fn print_report(report: &RunReport, format: Option<Format>) -> Result<()> {
-    let format = format.unwrap_or(if std::io::stdout().is_terminal() {
-        Format::Table
-    } else {
-        Format::Markdown
-    });
-    let text = match format {
+    let text = match format.unwrap_or_else(default_format) {
         Format::Table => output::table(report),
         Format::Markdown => render_markdown(report),
         Format::Json => report.to_json(),
@@ -288,27 +283,31 @@ fn progress_bar(len: usize) -> Option<indicatif::ProgressBar> {
     Some(bar)
 }
 
-/// Prints a plan or migrate result in the chosen format.
+/// Prints a plan or migrate result in the chosen format; JSON also
+/// carries the plan's steps.
 ///
 /// # Errors
 /// When stdout cannot be written.
 pub fn print_result(result: &JobResult, format: Option<Format>) -> Result<()> {
-    let format = format.unwrap_or(if std::io::stdout().is_terminal() {
+    if format.unwrap_or_else(default_format) != Format::Json {
+        return print_report(&result.report, format);
+    }
+    let both = serde_json::json!({"report": result.report, "plan": result.plan});
+    writeln!(
+        std::io::stdout().lock(),
+        "{}",
+        serde_json::to_string_pretty(&both)?
+    )?;
+    Ok(())
+}
+
+/// A table on a terminal, Markdown otherwise.
+fn default_format() -> Format {
+    if std::io::stdout().is_terminal() {
         Format::Table
     } else {
         Format::Markdown
-    });
-    let text = match format {
-        Format::Table => output::table(&result.report),
-        Format::Markdown => render_markdown(&result.report),
-        Format::Json => serde_json::to_string_pretty(&serde_json::json!({
-            "report": result.report,
-            "plan": result.plan,
-        }))?,
-    };
-    let mut stdout = std::io::stdout().lock();
-    writeln!(stdout, "{text}")?;
-    Ok(())
+    }
 }
 
 fn report(cli: &Cli, args: &ReportArgs) -> Result<Exit> {

@@ -1,6 +1,6 @@
 //! Rendering plans and reports for a terminal.
 
-use crate::report::{MemberStatus, RunReport};
+use crate::report::RunReport;
 
 /// Renders a run report as an aligned text table, one row per member.
 pub fn table(report: &RunReport) -> String {
@@ -88,6 +88,21 @@ pub fn summary(report: &RunReport) -> String {
         c.blocked,
         c.failed
     );
+    if !report.findings.is_empty() {
+        let f = &c.findings;
+        out.push_str(&format!(
+            "findings: {} critical, {} warning, {} info\n",
+            f.critical, f.warning, f.info
+        ));
+        let mut findings: Vec<_> = report.findings.iter().collect();
+        findings.sort_by(|a, b| b.severity.cmp(&a.severity));
+        for finding in findings {
+            out.push_str(&format!(
+                "  {:<8} org {} {}: {} — {}\n",
+                finding.severity, finding.org_id, finding.kind, finding.subject, finding.detail
+            ));
+        }
+    }
     for note in &report.notes {
         out.push_str(&format!("note: {note}\n"));
     }
@@ -98,14 +113,4 @@ pub fn summary(report: &RunReport) -> String {
         }
     }
     out
-}
-
-/// True when the report has members still to migrate.
-pub fn has_planned(report: &RunReport) -> bool {
-    report
-        .orgs
-        .iter()
-        .flat_map(|o| &o.use_cases)
-        .flat_map(|u| &u.members)
-        .any(|m| m.status == MemberStatus::Planned)
 }

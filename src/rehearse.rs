@@ -1,9 +1,11 @@
 //! `keyshift rehearse`: the whole job against a simulated Grafana.
 //!
 //! Starts grafana-sim in-process with a built-in sample estate, then
-//! plans, migrates and plans again, writing only under one directory.
+//! plans, migrates, plans again and reconciles, writing only under one
+//! directory.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use chrono::{Duration, Utc};
@@ -13,7 +15,9 @@ use grafana_sim::{Estate, Profile, Role as SimRole, SimConfig};
 
 use crate::cli::{print_result, Exit, Format};
 use crate::config::Config;
+use crate::daemon::StopToken;
 use crate::inventory::AUTOGEN_PREFIX;
+use crate::reconcile::Reconciler;
 use crate::{app, output};
 
 /// `keyshift rehearse`.
@@ -90,9 +94,20 @@ pub async fn run(args: &RehearseArgs) -> Result<Exit> {
             "nothing left to do"
         }
     );
+    println!("\n== Reconcile (report only)\n");
+    let reconciler = Reconciler {
+        job: job.clone(),
+        settings: app::reconcile_settings(&config),
+        repair: false,
+        now: Arc::new(Utc::now),
+    };
+    let reconciled = reconciler.run(&StopToken::never()).await?;
+    let reconcile_report = app::reports(&config).write(&reconciled.report)?;
+    print!("{}", output::summary(&reconciled.report));
     println!(
-        "\nreport: {}\nledger: {}\ntokens: {}\nconfig: {}",
+        "\nreports: {} and {}\nledger: {}\ntokens: {}\nconfig: {}",
         report.display(),
+        reconcile_report.display(),
         config.ledger.path.display(),
         dir.join("tokens").display(),
         config.origin.display()

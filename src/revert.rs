@@ -463,4 +463,3 @@ fn irreversible(label: &str, keys_gone: bool) -> String {
 fn legacy_gone() -> crate::grafana::Version {
     "11.3.0".parse().expect("a valid version")
 }
-

@@ -197,7 +197,8 @@ impl Pass<'_> {
                 self.observe(FindingKind::CutoverUnjudged, id, subject, detail);
             }
             Verdict::Waiting { until } => {
-                let detail = format!("{used}; may be revoked from {}", until.to_rfc3339());
+                let until = until.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+                let detail = format!("{used}; may be revoked from {until}");
                 self.observe(FindingKind::CutoverWaiting, id, subject, detail);
             }
             Verdict::Qualifies if config.policy == CutoverPolicy::Never => {

@@ -26,7 +26,7 @@ async fn rehearse_runs_on_the_builtin_estate() {
         assert_eq!(
             reports.len(),
             2,
-            "{profile}: one migrate report, markdown and json"
+            "{profile}: migrate and reconcile, markdown and json"
         );
         let tokens = std::fs::read_dir(work.join("tokens")).unwrap().count();
         assert!(tokens >= 10, "{profile}: {tokens} tokens delivered");
