@@ -95,7 +95,7 @@ pub fn summary(report: &RunReport) -> String {
             f.critical, f.warning, f.info
         ));
         let mut findings: Vec<_> = report.findings.iter().collect();
-        findings.sort_by(|a, b| b.severity.cmp(&a.severity));
+        findings.sort_by_key(|f| std::cmp::Reverse(f.severity));
         for finding in findings {
             out.push_str(&format!(
                 "  {:<8} org {} {}: {} — {}\n",
