@@ -230,3 +230,164 @@ fn sandboxed_workload() {
         assert!(response.starts_with("HTTP/1.1 200"), "{response}");
     });
 }
+
+/// Expands a `systemd-analyze syscall-filter` group into system calls.
+fn syscall_group(analyze: &Path, group: &str, seen: &mut Vec<String>) -> Vec<String> {
+    if seen.iter().any(|g| g == group) {
+        return Vec::new();
+    }
+    seen.push(group.to_owned());
+    let output = run(Command::new(analyze).args(["syscall-filter", group]));
+    let text = String::from_utf8_lossy(&output.stdout).into_owned();
+    let mut calls = Vec::new();
+    for line in text.lines().skip(1).map(str::trim) {
+        if line.starts_with('#') || line.is_empty() {
+            continue;
+        }
+        match line.strip_prefix('@') {
+            Some(_) => calls.extend(syscall_group(analyze, line, seen)),
+            None => calls.push(line.to_owned()),
+        }
+    }
+    calls
+}
+
+/// The calls `SystemCallFilter=@system-service` then
+/// `SystemCallFilter=~@privileged @resources` leave allowed.
+fn unit_allowed_calls(analyze: &Path) -> std::collections::BTreeSet<String> {
+    let allowed = syscall_group(analyze, "@system-service", &mut Vec::new());
+    let mut denied = syscall_group(analyze, "@privileged", &mut Vec::new());
+    denied.extend(syscall_group(analyze, "@resources", &mut Vec::new()));
+    allowed
+        .into_iter()
+        .filter(|c| !denied.contains(c))
+        .collect()
+}
+
+/// System calls and socket families in an `strace -f` log.
+fn traced(
+    log: &str,
+) -> (
+    std::collections::BTreeSet<String>,
+    std::collections::BTreeSet<String>,
+) {
+    let mut calls = std::collections::BTreeSet::new();
+    let mut families = std::collections::BTreeSet::new();
+    for line in log.lines() {
+        let rest = line.split_once(' ').map_or(line, |(_, r)| r).trim_start();
+        let name: String = rest
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+            .collect();
+        if name.is_empty() || !rest[name.len()..].starts_with('(') {
+            continue;
+        }
+        if name == "socket" {
+            let family = rest["socket(".len()..]
+                .split(',')
+                .next()
+                .unwrap_or_default();
+            families.insert(family.to_owned());
+        }
+        calls.insert(name);
+    }
+    (calls, families)
+}
+
+// The daemon itself, `keyshift run` against a simulated Grafana for one
+// catch-up reconcile and a SIGTERM, uses only system calls the unit's
+// SystemCallFilter= allows and only the socket families of
+// RestrictAddressFamilies=. Traced with strace, because no service manager
+// runs here to apply the filter itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn daemon_uses_only_what_the_unit_allows() {
+    let test = "daemon_uses_only_what_the_unit_allows";
+    let (Some(strace), Some(analyze)) = (tool("strace", test), tool("systemd-analyze", test))
+    else {
+        return;
+    };
+    let allowed = unit_allowed_calls(&analyze);
+    assert!(
+        allowed.contains("read") && !allowed.contains("reboot"),
+        "{allowed:?}"
+    );
+
+    let mut estate = crate::support::EstateBuilder::orgs(1);
+    estate.key(1, "ci-a", grafana_sim::Role::Editor);
+    let mut fixture =
+        crate::support::Fixture::start(grafana_sim::Profile::V11_3, estate.build()).await;
+    fixture.migrate("").await;
+    fixture.extra = "[reconcile]\nschedule = \"0 0 * * * *\"\n[daemon]\ncatch_up = true\n".into();
+    let config = fixture.config("");
+
+    let socket_path = fixture.dir.path().join("notify.sock");
+    let socket = tokio::net::UnixDatagram::bind(&socket_path).unwrap();
+    let log = fixture.dir.path().join("strace.log");
+    let mut child = tokio::process::Command::new(strace)
+        .args(["-f", "-qq", "-o"])
+        .arg(&log)
+        .arg(env!("CARGO_BIN_EXE_keyshift"))
+        .args(["run", "--config"])
+        .arg(&config.origin)
+        .env("NOTIFY_SOCKET", &socket_path)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("strace starts");
+
+    // The catch-up run is done when a status line names its outcome.
+    let finished = async {
+        let mut buf = vec![0u8; 4096];
+        loop {
+            let n = socket.recv(&mut buf).await.unwrap();
+            let message = String::from_utf8_lossy(&buf[..n]).into_owned();
+            if message.contains("last run") {
+                return message;
+            }
+        }
+    };
+    let status = tokio::time::timeout(Duration::from_secs(60), finished)
+        .await
+        .expect("the daemon never finished its catch-up run");
+    assert!(status.contains("last run done"), "{status}");
+    // The daemon is strace's child; the signal goes to it, as systemd's would.
+    let tracer = child.id().expect("running");
+    let children = format!("/proc/{tracer}/task/{tracer}/children");
+    let daemon: i32 = std::fs::read_to_string(children)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    unsafe { libc::kill(daemon, libc::SIGTERM) };
+    let exit = tokio::time::timeout(Duration::from_secs(60), child.wait())
+        .await
+        .expect("the daemon did not stop on SIGTERM")
+        .unwrap();
+    assert!(exit.success(), "keyshift run exited with {exit:?}");
+
+    let (calls, families) = traced(&std::fs::read_to_string(&log).unwrap());
+    // Run as root (as here), SQLite gives a new journal the database's
+    // owner with fchown and ignores the result; under the unit's
+    // DynamicUser= it is not root and makes no such call.
+    let as_root_only = ["fchown"];
+    let root = unsafe { libc::geteuid() } == 0;
+    let outside: Vec<&String> = calls
+        .iter()
+        .filter(|c| !allowed.contains(*c))
+        .filter(|c| !(root && as_root_only.contains(&c.as_str())))
+        .collect();
+    assert!(calls.contains("connect"), "the trace is empty: {calls:?}");
+    assert!(
+        outside.is_empty(),
+        "calls the unit's filter denies: {outside:?}"
+    );
+    let allowed_families = ["AF_UNIX", "AF_INET", "AF_INET6"];
+    let bad: Vec<&String> = families
+        .iter()
+        .filter(|f| !allowed_families.contains(&f.as_str()))
+        .collect();
+    assert!(
+        bad.is_empty(),
+        "socket families the unit does not allow: {bad:?}"
+    );
+}
