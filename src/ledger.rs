@@ -34,6 +34,21 @@ use lock::LockFile;
 // short enough that a wedged ledger surfaces as an error.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// Creates the database file readable by its owner only, when missing:
+/// SQLite gives its WAL and shared-memory files the same mode.
+fn create_private(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let created = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path);
+    match created {
+        Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => Err(e),
+        _ => Ok(()),
+    }
+}
+
 /// The ledger: a SQLite database plus the lock that makes it ours.
 #[derive(Debug)]
 pub struct Ledger {
@@ -57,6 +72,10 @@ impl Ledger {
     pub fn open(path: impl AsRef<Path>) -> Result<Ledger, LedgerError> {
         let path = path.as_ref().to_path_buf();
         let lock = LockFile::acquire(&path)?;
+        create_private(&path).map_err(|source| LedgerError::Create {
+            path: path.clone(),
+            source,
+        })?;
         let conn = Connection::open(&path).map_err(|source| LedgerError::Open {
             path: path.clone(),
             source,

@@ -18,6 +18,16 @@ pub enum LedgerError {
         source: rusqlite::Error,
     },
 
+    /// The database file could not be created.
+    #[error("failed to create ledger {path}")]
+    Create {
+        /// The database file.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: io::Error,
+    },
+
     /// The lock file could not be created or written.
     #[error("failed to lock ledger {path} with {lock_path}")]
     LockFile {

@@ -246,3 +246,17 @@ fn deliver_everything(ledger: &Ledger, secret: &Secret) {
         .finish_run(run, RunOutcome::Done, &json!({"reissued": 1}))
         .unwrap();
 }
+
+// A new ledger and its WAL are readable by their owner only.
+#[test]
+fn new_ledger_is_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ledger.sqlite");
+    let ledger = Ledger::open(&path).unwrap();
+    ledger.start_run(RunKind::Plan, "test").unwrap();
+    for file in [path.clone(), dir.path().join("ledger.sqlite-wal")] {
+        let mode = std::fs::metadata(&file).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "{}", file.display());
+    }
+}
