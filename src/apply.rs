@@ -50,6 +50,8 @@ pub enum MemberOutcome {
     Reissued,
     /// Nothing needed doing.
     Unchanged,
+    /// Replaced earlier and now moved out of the capped key list.
+    Parked,
     /// Skipped, with the reason.
     Skipped(String),
     /// Needs a decision, with the reason.
@@ -412,6 +414,7 @@ impl<'a> UseCaseRun<'a> {
             }
             Step::DeleteUndelivered { token_id } => self.delete_token(*token_id).await,
             Step::DeleteExpiredKey { key_id } => self.delete_expired(*key_id).await,
+            Step::ParkKey { key_id, key_name } => self.park(*key_id, key_name).await,
         }
     }
 
@@ -698,6 +701,32 @@ impl<'a> UseCaseRun<'a> {
             Err(LedgerError::UnknownToken { .. }) | Ok(()) => Ok(()),
             Err(error) => Err(error.into()),
         }
+    }
+
+    async fn park(&mut self, key_id: i64, key_name: &str) -> Result<(), StepError> {
+        let subject = json!({"key_id": key_id, "key_name": key_name, "park": true});
+        let client = self.client().clone();
+        let org = self.org_id();
+        self.call(
+            OperationKind::MigrateKey,
+            subject,
+            client.migrate_key(org, key_id),
+            |_| json!({}),
+        )
+        .await?;
+        let Some((holder, _)) = find_migrated(&client, org, key_id, key_name).await? else {
+            return Err(StepError::Grafana(GrafanaError::Unexpected {
+                org,
+                what: format!("key {key_id} was not moved into a service account"),
+            }));
+        };
+        let links = CredentialLinks {
+            holder_sa_id: Some(holder),
+            ..Default::default()
+        };
+        self.link(key_id, links)?;
+        self.outcomes.insert(key_id, MemberOutcome::Parked);
+        Ok(())
     }
 
     async fn delete_expired(&mut self, key_id: i64) -> Result<(), StepError> {

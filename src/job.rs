@@ -21,7 +21,7 @@ use crate::sink::Sink;
 
 /// How many discover-plan-apply passes migrate makes at most; more than
 /// one only when Grafana's 100-key list cap hides keys.
-const MAX_PASSES: usize = 20;
+const MAX_PASSES: usize = 100;
 
 /// An error that ends a job.
 #[derive(Debug, thiserror::Error)]
@@ -311,7 +311,10 @@ impl Job {
 }
 
 fn is_progress(outcome: &MemberOutcome) -> bool {
-    matches!(outcome, MemberOutcome::Kept | MemberOutcome::Reissued)
+    matches!(
+        outcome,
+        MemberOutcome::Kept | MemberOutcome::Reissued | MemberOutcome::Parked
+    )
 }
 
 fn merge(total: &mut Applied, pass: Applied) {
@@ -451,6 +454,12 @@ fn member_report(
         (status, detail) = match outcome {
             MemberOutcome::Kept => (MemberStatus::Done, "secret kept".into()),
             MemberOutcome::Reissued => (MemberStatus::Done, "token reissued and delivered".into()),
+            MemberOutcome::Parked => (
+                MemberStatus::Done,
+                "moved into its own sa-autogen account to uncover keys hidden by the 100-key \
+                 list cap; valid until cut-over"
+                    .into(),
+            ),
             MemberOutcome::Failed(why) if why.starts_with("insufficient-privilege") => {
                 (MemberStatus::Blocked, why.clone())
             }

@@ -289,6 +289,14 @@ pub enum Step {
         /// Token id.
         token_id: i64,
     },
+    /// Move a replaced legacy key into its own `sa-autogen-*` account, out
+    /// of the capped key list; it stays valid until cut-over.
+    ParkKey {
+        /// Key id.
+        key_id: i64,
+        /// Key name.
+        key_name: String,
+    },
     /// Delete an expired legacy key (policy `expired = "delete"`).
     DeleteExpiredKey {
         /// Key id.
@@ -302,6 +310,7 @@ impl Step {
         match self {
             Step::MigrateKey { key_id, .. }
             | Step::CreateToken { key_id, .. }
+            | Step::ParkKey { key_id, .. }
             | Step::DeleteExpiredKey { key_id } => Some(*key_id),
             _ => None,
         }
@@ -582,7 +591,7 @@ impl OrgContext<'_> {
                 plan.role = Some(owned.role);
             }
             for (source, member) in sources.iter().zip(&members) {
-                self.expired_step(source, member, &mut plan.steps);
+                self.idle_member_steps(source, member, &mut plan.steps);
             }
             plan.members = members;
             return plan;
@@ -778,7 +787,7 @@ impl OrgContext<'_> {
         let names = self.org.credential_names();
         for (source, member) in sources.iter().zip(members.iter_mut()) {
             if member.action != Action::Reissue {
-                self.expired_step(source, member, &mut steps);
+                self.idle_member_steps(source, member, &mut steps);
                 continue;
             }
             let kept = match target {
@@ -795,13 +804,30 @@ impl OrgContext<'_> {
         steps
     }
 
-    fn expired_step(&self, source: &SourceCredential, member: &Member, steps: &mut Vec<Step>) {
+    // Steps for a member that is not migrated in this plan: deleting it
+    // when expired (by policy), or parking it when it hides other keys.
+    fn idle_member_steps(&self, source: &SourceCredential, member: &Member, steps: &mut Vec<Step>) {
+        let legacy = source.source == Source::LegacyKey;
         let deletable = self.policy.expired == ExpiredPolicy::Delete
-            && source.source == Source::LegacyKey
+            && legacy
             && matches!(member.action, Action::Skip(_));
         if deletable {
             steps.push(Step::DeleteExpiredKey {
                 key_id: source.key_id,
+            });
+        }
+        // A replaced key stays in Grafana's 100-key list until cut-over; when
+        // the list is full, such keys hide the rest. Grafana's per-key
+        // migration moves one out of the list with its secret intact, as
+        // Grafana 11.6 does to every key at startup.
+        let parkable = legacy
+            && self.org.keys_maybe_truncated
+            && self.inventory.capabilities.has_key_migration
+            && self.known.progress(self.org_id(), source.key_id) == Progress::Migrated;
+        if parkable {
+            steps.push(Step::ParkKey {
+                key_id: source.key_id,
+                key_name: source.name.clone(),
             });
         }
     }

@@ -636,3 +636,52 @@ async fn fc22_managed_accounts_left_alone() {
     assert_eq!(managed_now.tokens.len(), 1);
     assert_eq!(managed_now.name, "extsvc-grafana-oncall-app");
 }
+
+// FC-04, grouped: when every listed key belongs to one use case, the
+// replaced keys would stay in the capped list and hide the rest; they are
+// parked out of it (their secrets intact) so that every key is reached.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fc04_grouped_keys_behind_the_cap_are_reached() {
+    let mut estate = EstateBuilder::orgs(1);
+    let mut secrets = Vec::new();
+    for i in 0..150 {
+        secrets.push(estate.key(1, &format!("key-{i:03}"), Role::Viewer));
+    }
+    let fixture = Fixture::start(Profile::V10_4, estate.build()).await;
+    let rules = "[[use_case]]\nname = \"bulk\"\nmatch = \"^key-\"\n";
+    let result = fixture.migrate(rules).await;
+    let records = fixture.credentials();
+    let kept = records
+        .iter()
+        .filter(|r| r.state == CredentialState::Kept)
+        .count();
+    let reissued = records
+        .iter()
+        .filter(|r| r.state == CredentialState::Reissued)
+        .count();
+    assert_eq!(
+        (kept, reissued),
+        (1, 149),
+        "{:?}",
+        result.report.needs_human
+    );
+    assert!(
+        result.report.needs_human.is_empty(),
+        "{:?}",
+        result.report.needs_human
+    );
+    assert_eq!(fixture.delivered().len(), 149);
+    for secret in &secrets {
+        assert!(
+            fixture.sim.whoami(secret).is_ok(),
+            "every old secret works until cut-over"
+        );
+    }
+    let writes = fixture.sim.write_count();
+    fixture.migrate(rules).await;
+    assert_eq!(
+        fixture.sim.write_count(),
+        writes,
+        "a second run writes nothing"
+    );
+}
