@@ -1,5 +1,6 @@
 //! Integration tests: one binary, one module per area.
 
+mod cli;
 mod cutover;
 mod dashboard;
 mod field_cases;

@@ -1,0 +1,116 @@
+//! The keyshift binary as an administrator runs it: flags, output, exit
+//! codes.
+
+use std::process::Output;
+
+use grafana_sim::{Profile, Role};
+
+use crate::support::{within, EstateBuilder, Fixture};
+
+/// Runs the keyshift binary with `args`, off the test's runtime threads.
+async fn keyshift(args: &[&str]) -> Output {
+    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_keyshift"));
+    command
+        .args(args)
+        .env_remove("KEYSHIFT_CONFIG")
+        .env_remove("RUST_LOG");
+    within("keyshift", command.output())
+        .await
+        .expect("keyshift runs")
+}
+
+fn text(output: &Output) -> String {
+    let mut all = String::from_utf8_lossy(&output.stdout).into_owned();
+    all.push_str(&String::from_utf8_lossy(&output.stderr));
+    all
+}
+
+async fn fixture() -> Fixture {
+    let mut estate = EstateBuilder::orgs(2);
+    estate.key(1, "ci-a", Role::Editor);
+    estate.key(1, "ci-b", Role::Editor);
+    estate.key(2, "solo", Role::Viewer);
+    Fixture::start(Profile::V10_4, estate.build()).await
+}
+
+// plan exits 2 when there is something to do, migrate refuses to act
+// without confirmation when not on a terminal, migrate --yes exits 0, a
+// second plan exits 0, and report prints the migrate run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plan_migrate_report_exit_codes() {
+    let fixture = fixture().await;
+    let config = fixture.config("[[use_case]]\nname = \"ci\"\nmatch = \"^ci-\"\n");
+    let path = config.origin.to_str().unwrap();
+
+    let plan = keyshift(&["plan", "--config", path, "--format", "json"]).await;
+    assert_eq!(plan.status.code(), Some(2), "{}", text(&plan));
+    let json: serde_json::Value = serde_json::from_slice(&plan.stdout).expect("plan prints JSON");
+    assert_eq!(json["report"]["counts"]["planned"], 3);
+
+    let refused = keyshift(&["migrate", "--config", path]).await;
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(text(&refused).contains("--yes"), "{}", text(&refused));
+    assert_eq!(
+        fixture.sim.write_count(),
+        0,
+        "nothing changed without confirmation"
+    );
+
+    let migrated = keyshift(&["migrate", "--config", path, "--yes", "--format", "markdown"]).await;
+    assert_eq!(migrated.status.code(), Some(0), "{}", text(&migrated));
+    assert!(text(&migrated).contains("report: "));
+
+    let again = keyshift(&["plan", "--config", path, "--format", "table"]).await;
+    assert_eq!(again.status.code(), Some(0), "{}", text(&again));
+
+    let report = keyshift(&["report", "--config", path]).await;
+    assert_eq!(report.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&report.stdout).contains("migrate"));
+}
+
+// config check reads only, says what it checked, and exits 0; a config
+// error names the file and the key and exits 1.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn config_check_and_config_errors() {
+    let fixture = fixture().await;
+    let config = fixture.config("");
+    let path = config.origin.to_str().unwrap();
+    let check = keyshift(&["config", "check", "--config", path]).await;
+    assert_eq!(check.status.code(), Some(0), "{}", text(&check));
+    let out = text(&check);
+    assert!(
+        out.contains("grafana 10.4") && out.contains("org 2 (org-2) reachable"),
+        "{out}"
+    );
+    assert_eq!(fixture.sim.write_count(), 0);
+
+    let bad = fixture.dir.path().join("bad.toml");
+    let original = std::fs::read_to_string(&config.origin).unwrap();
+    std::fs::write(&bad, original.replace("concurrency = 4", "concurency = 4")).unwrap();
+    let failed = keyshift(&["plan", "--config", bad.to_str().unwrap()]).await;
+    assert_eq!(failed.status.code(), Some(1));
+    let out = text(&failed);
+    assert!(
+        out.contains("bad.toml") && out.contains("concurency"),
+        "{out}"
+    );
+}
+
+// A wrong password stops the run at once with exit 1, after one request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_password_is_not_retried() {
+    let fixture = fixture().await;
+    let config = fixture.config("");
+    std::fs::write(fixture.dir.path().join("admin-password"), "wrong").unwrap();
+    let path = config.origin.to_str().unwrap();
+    let plan = keyshift(&["plan", "--config", path]).await;
+    assert_eq!(plan.status.code(), Some(1), "{}", text(&plan));
+    let rejected = fixture
+        .sim
+        .requests()
+        .into_iter()
+        .filter(|r| r.status == 401)
+        .count();
+    assert_eq!(rejected, 1, "a rejected password is never retried");
+    assert!(!text(&plan).contains("wrong"), "the password is not echoed");
+}
