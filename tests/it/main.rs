@@ -1,6 +1,7 @@
 //! Integration tests: one binary, one module per area.
 
 mod cli;
+mod client;
 mod cutover;
 mod dashboard;
 mod field_cases;
