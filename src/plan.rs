@@ -579,6 +579,9 @@ impl OrgContext<'_> {
             members: Vec::new(),
             conflict: None,
         };
+        if let (Some(owned), None) = (owned, forced) {
+            conflict_other_roles(owned, &mut members);
+        }
         let open: Vec<&SourceCredential> = sources
             .iter()
             .zip(&members)
@@ -874,7 +877,12 @@ impl OrgContext<'_> {
     // The token's lifetime comes from the credential's expiry timestamp,
     // never from secondsUntilExpiration (0 beyond seven days).
     fn lifetime(&self, source: &SourceCredential, member: &mut Member) -> Option<i64> {
-        let wanted = source.expires.map(|e| (e - self.now).num_seconds().max(1));
+        // Rounded up: a token must not expire before what it replaces.
+        let wanted = source.expires.map(|e| {
+            ((e - self.now).num_milliseconds() + 999)
+                .div_euclid(1000)
+                .max(1)
+        });
         let Some(limit) = self.policy.max_token_lifetime.map(|d| d.as_secs() as i64) else {
             return Some(wanted.unwrap_or(0));
         };
@@ -889,6 +897,19 @@ impl OrgContext<'_> {
             limit
         ));
         Some(limit)
+    }
+}
+
+// A new member of a use case that already has its account must share the
+// account's role: reissuing it there would silently change its privilege.
+fn conflict_other_roles(owned: &OwnedAccount, members: &mut [Member]) {
+    let open = members.iter_mut().filter(|m| m.action == Action::Reissue);
+    for member in open.filter(|m| m.role != owned.role) {
+        member.action = Action::Conflict(format!(
+            "role {} differs from the role {} of the use case's service account {}; name a \
+             role in the use-case rule to change a credential's privilege",
+            member.role, owned.role, owned.id
+        ));
     }
 }
 
@@ -1233,6 +1254,36 @@ mod tests {
                 .count(),
             1
         );
+    }
+
+    // A new member whose role differs from the owned account's is a
+    // conflict, not a silent change of privilege.
+    #[test]
+    fn new_member_with_other_role_is_a_conflict() {
+        let inv = inventory(
+            "10.4.2",
+            vec![
+                key(3, "ci-new", Role::Admin, None),
+                key(4, "ci-ok", Role::Editor, None),
+            ],
+            vec![account(30, "ci", "sa-1-ci", vec![token(2, "ci-b")])],
+        );
+        let known = Known {
+            accounts: vec![OwnedAccount {
+                org: 1,
+                id: 30,
+                use_case: "ci".into(),
+                name: "ci".into(),
+                role: Role::Editor,
+            }],
+            ..Known::default()
+        };
+        let plan = plan(&inv, &known, &policy(vec![rule("ci", "^ci-", None)]), now());
+        let uc = only_use_case(&plan);
+        let action = |id| &uc.members.iter().find(|m| m.key_id == id).unwrap().action;
+        assert!(matches!(action(3), Action::Conflict(why) if why.contains("role Admin")));
+        assert_eq!(action(4), &Action::Reissue);
+        assert_eq!(uc.steps.len(), 1, "{:?}", uc.steps);
     }
 
     // After a complete migration the plan has no steps (idempotence).
