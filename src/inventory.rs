@@ -32,6 +32,16 @@ pub struct OrgFilter {
 }
 
 impl OrgFilter {
+    /// The included ids and names that match none of `orgs`.
+    pub fn unmatched(&self, orgs: &[Org]) -> Vec<String> {
+        let matches = |s: &String| orgs.iter().any(|o| s == &o.name || s.parse() == Ok(o.id));
+        self.include
+            .iter()
+            .filter(|s| *s != "*" && !matches(s))
+            .cloned()
+            .collect()
+    }
+
     /// True when `org` is selected.
     pub fn selects(&self, org: &Org) -> bool {
         let named = |list: &[String]| {
@@ -118,7 +128,16 @@ pub struct OrgInventory {
 impl OrgInventory {
     /// The source credentials of the org: legacy keys and autogen tokens.
     pub fn sources(&self) -> Vec<SourceCredential> {
-        let keys = self.keys.iter().map(|key| SourceCredential {
+        // A key Grafana converted between the two listings shows in both:
+        // the account holding it is the newer truth (11.6+).
+        let converted: BTreeSet<i64> = self
+            .accounts
+            .iter()
+            .filter(|a| a.kind == AccountKind::Autogen)
+            .flat_map(|a| a.tokens.items.iter().map(|t| t.id))
+            .collect();
+        let keys = self.keys.iter().filter(|k| !converted.contains(&k.id));
+        let keys = keys.map(|key| SourceCredential {
             key_id: key.id,
             name: key.name.clone(),
             role: key.role,
@@ -169,18 +188,23 @@ pub struct Inventory {
     pub scope: OrgScope,
     /// The selected orgs.
     pub orgs: Vec<OrgInventory>,
+    /// Orgs the selection names that were not found among the reachable
+    /// ones: a typo, a deleted org, or one a token cannot reach.
+    pub unmatched: Vec<String>,
 }
 
 impl Inventory {
     /// Every login in the inventory, for login collision checks (before
     /// 10.4.1 logins are unique server-wide, not per org).
-    pub fn logins(&self) -> HashMap<&str, (i64, i64)> {
+    ///
+    /// Keys are lowercased: Grafana compares logins without case.
+    pub fn logins(&self) -> HashMap<String, (i64, i64)> {
         let accounts = self
             .orgs
             .iter()
             .flat_map(|o| o.accounts.iter().map(move |a| (o, a)));
         accounts
-            .map(|(o, a)| (a.account.login.as_str(), (o.org.id, a.account.id)))
+            .map(|(o, a)| (a.account.login.to_lowercase(), (o.org.id, a.account.id)))
             .collect()
     }
 }
@@ -208,6 +232,10 @@ pub fn account_kind(account: &ServiceAccount) -> AccountKind {
 /// When a listing fails; the caller decides whether the run stops.
 pub async fn discover(client: &Client, filter: &OrgFilter) -> Result<Inventory, GrafanaError> {
     let (orgs, scope) = reachable_orgs(client).await?;
+    let unmatched = filter.unmatched(&orgs);
+    if !unmatched.is_empty() {
+        warn!(?unmatched, "selected orgs not found or not reachable");
+    }
     let selected: Vec<Org> = orgs.into_iter().filter(|o| filter.selects(o)).collect();
     let first = selected.first().map_or(0, |o| o.id);
     let capabilities = client.capabilities(first).await?;
@@ -224,6 +252,7 @@ pub async fn discover(client: &Client, filter: &OrgFilter) -> Result<Inventory, 
         capabilities,
         scope,
         orgs: inventories,
+        unmatched,
     })
 }
 

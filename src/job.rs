@@ -270,7 +270,16 @@ impl Job {
     ) -> RunReport {
         let orgs: Vec<OrgReport> = plan.orgs.iter().map(|o| org_report(o, applied)).collect();
         let actions = self.ledger.operations(run).unwrap_or_default();
-        let needs_human = needs_human(&orgs, plan);
+        let mut needs_human = needs_human(&orgs, plan);
+        for org in &inventory.unmatched {
+            needs_human.insert(
+                0,
+                format!(
+                    "org {org:?} is selected in the config but was not found, or these \
+                 credentials cannot reach it"
+                ),
+            );
+        }
         let mut notes: Vec<String> = plan
             .orgs
             .iter()
@@ -287,7 +296,7 @@ impl Job {
             );
         }
         let counts = Counts::tally(&orgs, &[]);
-        let outcome = outcome(kind, plan, &counts);
+        let outcome = outcome(plan, &counts, &needs_human);
         RunReport {
             run_id: run.0,
             kind,
@@ -321,7 +330,11 @@ fn merge(total: &mut Applied, pass: Applied) {
     total.writes += pass.writes;
     for (key, outcome) in pass.members {
         let entry = total.members.entry(key).or_insert(MemberOutcome::Unchanged);
-        if *entry == MemberOutcome::Unchanged || !is_progress(entry) {
+        // What a pass did wins over what a later pass left alone: a member
+        // that failed is not tried again, so "unchanged" must not hide it.
+        let replace =
+            is_progress(&outcome) || (!is_progress(entry) && outcome != MemberOutcome::Unchanged);
+        if replace {
             *entry = outcome;
         }
     }
@@ -329,10 +342,11 @@ fn merge(total: &mut Applied, pass: Applied) {
     total.flags.extend(pass.flags);
 }
 
-fn outcome(kind: RunKind, plan: &Plan, counts: &Counts) -> RunOutcome {
+fn outcome(plan: &Plan, counts: &Counts, needs_human: &[String]) -> RunOutcome {
     let trouble = counts.conflicts + counts.blocked + counts.failed > 0;
-    let pending = kind == RunKind::Plan && plan.has_changes();
-    if trouble || pending {
+    // For a plan: changes to make; for migrate: changes it could not make.
+    let pending = plan.has_changes();
+    if trouble || pending || !needs_human.is_empty() {
         RunOutcome::Attention
     } else {
         RunOutcome::Done
@@ -487,10 +501,15 @@ fn needs_human(orgs: &[OrgReport], plan: &Plan) -> Vec<String> {
     for org in orgs {
         for use_case in &org.use_cases {
             for member in &use_case.members {
-                let attention = matches!(
-                    member.status,
-                    MemberStatus::Conflict | MemberStatus::Blocked | MemberStatus::Failed
-                );
+                // A token shortened to the server's limit dies early: someone
+                // has to plan its rotation.
+                let shortened = member.status == MemberStatus::Done
+                    && member.detail.contains("lifetime-shortened");
+                let attention = shortened
+                    || matches!(
+                        member.status,
+                        MemberStatus::Conflict | MemberStatus::Blocked | MemberStatus::Failed
+                    );
                 if attention {
                     items.push(format!(
                         "org {} use case {:?}, credential {:?} ({}): {} — {}",

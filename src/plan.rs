@@ -378,10 +378,11 @@ impl Plan {
 
 /// Makes the plan.
 pub fn plan(inventory: &Inventory, known: &Known, policy: &Policy, now: DateTime<Utc>) -> Plan {
+    let logins = inventory.logins();
     let orgs = inventory
         .orgs
         .iter()
-        .map(|org| plan_org(inventory, org, known, policy, now));
+        .map(|org| plan_org(inventory, org, known, policy, now, &logins));
     Plan {
         at: now,
         orgs: orgs.collect(),
@@ -394,6 +395,7 @@ fn plan_org(
     known: &Known,
     policy: &Policy,
     now: DateTime<Utc>,
+    logins: &HashMap<String, (i64, i64)>,
 ) -> OrgPlan {
     let sources = sources(org, known);
     let mut groups: BTreeMap<String, (Option<Role>, Vec<SourceCredential>)> = BTreeMap::new();
@@ -411,6 +413,8 @@ fn plan_org(
         known,
         policy,
         now,
+        logins,
+        claimed: Default::default(),
     };
     let source_ids: std::collections::HashSet<i64> = sources.iter().map(|s| s.key_id).collect();
     let settled: Vec<&SettledCredential> = known
@@ -536,6 +540,10 @@ struct OrgContext<'a> {
     known: &'a Known,
     policy: &'a Policy,
     now: DateTime<Utc>,
+    /// Every login on the server (lowercased), read once per plan.
+    logins: &'a HashMap<String, (i64, i64)>,
+    /// Logins this plan's earlier use cases will create in the org.
+    claimed: std::cell::RefCell<std::collections::HashSet<String>>,
 }
 
 impl OrgContext<'_> {
@@ -734,8 +742,25 @@ impl OrgContext<'_> {
     // Grafana does not retry with a suffix).
     fn can_migrate(&self, key: &SourceCredential) -> bool {
         let caps = &self.inventory.capabilities;
+        if !caps.has_key_migration {
+            return false;
+        }
+        // From 11.6 Grafana retries a taken login with -001 ... -010.
+        if caps.converts_keys_at_startup {
+            return true;
+        }
         let login = caps.autogen_login(self.org_id(), &key.name);
-        caps.has_key_migration && !self.inventory.logins().contains_key(login.as_str())
+        self.claim(&login)
+    }
+
+    /// Claims a login this plan will create; false when it is taken on the
+    /// server or by an earlier use case of this plan (compared without case).
+    fn claim(&self, login: &str) -> bool {
+        let login = login.to_lowercase();
+        if self.logins.contains_key(&login) {
+            return false;
+        }
+        self.claimed.borrow_mut().insert(login)
     }
 
     fn check_name(&self, name: &str, target: &Target) -> Result<(), String> {
@@ -764,9 +789,14 @@ impl OrgContext<'_> {
                 .inventory
                 .capabilities
                 .service_account_login(self.org_id(), name);
-            if let Some((org, id)) = self.inventory.logins().get(login.as_str()) {
+            if let Some((org, id)) = self.logins.get(&login.to_lowercase()) {
                 return Err(format!(
                     "login-taken: service account {id} in org {org} already has login {login:?}"
+                ));
+            }
+            if !self.claim(&login) {
+                return Err(format!(
+                    "login-taken: another use case of this org gets login {login:?}"
                 ));
             }
         }
@@ -1020,6 +1050,7 @@ mod tests {
             capabilities: Capabilities::of(version.parse::<Version>().unwrap()),
             scope: OrgScope::AllOrgs,
             orgs: vec![org],
+            unmatched: Vec::new(),
         }
     }
 

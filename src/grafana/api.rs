@@ -387,7 +387,9 @@ impl Client {
             "/api/serviceaccounts/migrate/:keyId",
             format!("/api/serviceaccounts/migrate/{key}"),
             org,
-        );
+        )
+        // Sent again, it finds the key attached and does nothing.
+        .idempotent();
         self.call_raw(&request).await.map(drop)
     }
 }

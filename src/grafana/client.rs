@@ -112,6 +112,9 @@ pub struct Request {
     pub org: i64,
     /// JSON body.
     pub body: Option<serde_json::Value>,
+    /// A POST that may safely be sent again whatever happened to an
+    /// earlier try (Grafana's per-key migration is a no-op once done).
+    pub idempotent: bool,
 }
 
 impl Request {
@@ -124,7 +127,14 @@ impl Request {
             query: Vec::new(),
             org,
             body: None,
+            idempotent: false,
         }
+    }
+
+    /// Marks a POST as safe to send again.
+    pub fn idempotent(mut self) -> Self {
+        self.idempotent = true;
+        self
     }
 
     /// Adds a query parameter.
@@ -248,7 +258,7 @@ impl Client {
     /// # Errors
     /// The last error when the call failed for good.
     pub async fn call_raw(&self, request: &Request) -> Result<Vec<u8>, GrafanaError> {
-        let is_post = request.method == Method::POST;
+        let is_post = request.method == Method::POST && !request.idempotent;
         retry::run(&self.inner.retry, |_| async {
             match self.send(request).await {
                 Ok(bytes) => Attempt::Final(Ok(bytes)),

@@ -142,3 +142,31 @@ async fn token_found_after_500_has_lost_its_secret() {
         "Debug hides the secret"
     );
 }
+
+// Grafana's per-key migration is a no-op once done, so a gateway error on
+// it is retried like a read. (After a lost answer the retry may get 500,
+// "no keys to convert": the applier then reads the state; see FC-09.)
+#[tokio::test]
+async fn per_key_migration_is_retried() {
+    let mut estate = EstateBuilder::orgs(1);
+    estate.key(1, "k", Role::Viewer);
+    let fixture = Fixture::start(Profile::V10_4, estate.build()).await;
+    let client = keyshift::app::client(&fixture.config("")).unwrap();
+    let key = fixture.sim.export_estate().api_keys[0].id.unwrap();
+    let route = "/api/serviceaccounts/migrate/:keyId";
+    let busy = FaultAction::Status {
+        status: 503,
+        retry_after: None,
+    };
+    fixture
+        .sim
+        .add_fault(fault("POST", route, busy, Trigger::Times { n: 2 }));
+    within("migrate key", client.migrate_key(1, key))
+        .await
+        .expect("retried to success");
+    assert_eq!(
+        count(&fixture, "POST", "/api/serviceaccounts/migrate/:keyId"),
+        3
+    );
+    assert_eq!(fixture.sim.export_estate().service_accounts.len(), 1);
+}

@@ -327,3 +327,75 @@ async fn killed_migration_converges() {
         }
     }
 }
+
+// An org the config selects but Grafana does not have (a typo, or one a
+// token cannot reach) is named in the report, and the run needs attention
+// instead of succeeding at nothing.
+#[tokio::test]
+async fn unknown_selected_org_needs_attention() {
+    let fixture = Fixture::start(Profile::V10_4, estate().0).await;
+    let mut job = fixture.job(RULES);
+    job.orgs.include = vec!["1".into(), "nosuch".into()];
+    let result = within("plan", job.plan()).await.unwrap();
+    assert_eq!(
+        result.report.outcome,
+        keyshift::ledger::RunOutcome::Attention
+    );
+    assert!(
+        result.report.needs_human[0].contains("\"nosuch\""),
+        "{:?}",
+        result.report.needs_human
+    );
+    assert_eq!(result.report.orgs.len(), 1);
+}
+
+// Keys whose names differ only in case would get the same login from
+// Grafana's per-key migration (logins compare without case): the plan
+// keeps one that way and creates a new account for the other, so nothing
+// fails and a second run writes nothing.
+#[tokio::test]
+async fn logins_differing_only_in_case_do_not_collide() {
+    for profile in [Profile::V9_5, Profile::V10_4] {
+        let mut estate = EstateBuilder::orgs(1);
+        for name in ["foo", "Foo", "foo bar", "FOO bar"] {
+            estate.key(1, name, Role::Viewer);
+        }
+        let fixture = Fixture::start(profile, estate.build()).await;
+        let result = fixture.migrate("").await;
+        let c = &result.report.counts;
+        assert_eq!((c.failed, c.blocked, c.conflicts), (0, 0, 0), "{profile:?}");
+        let writes = fixture.sim.write_count();
+        fixture.migrate("").await;
+        assert_eq!(
+            fixture.sim.write_count(),
+            writes,
+            "{profile:?}: second run wrote"
+        );
+    }
+}
+
+// A key Grafana 11.6 converts between the key listing and the account
+// listing is planned once, from the account that now holds it.
+#[tokio::test]
+async fn key_converted_during_discovery_is_planned_once() {
+    let fixture = Fixture::start(Profile::V11_6, EstateBuilder::orgs(1).build()).await;
+    for name in ["late-1", "late-2"] {
+        let key = grafana_sim::Mutation::CreateApiKey {
+            org: 1,
+            name: name.into(),
+            role: Role::Viewer,
+            seconds_to_live: None,
+        };
+        fixture.sim.mutate(key).unwrap();
+    }
+    fixture.sim.add_fault(grafana_sim::FaultRule {
+        method: Some("GET".into()),
+        route: Some("/api/auth/keys".into()),
+        action: grafana_sim::FaultAction::RestartAfter,
+        trigger: grafana_sim::Trigger::Once,
+    });
+    let result = fixture.plan("").await;
+    let members: Vec<_> = result.plan.use_cases().flat_map(|u| &u.members).collect();
+    assert_eq!(members.len(), 2, "{members:#?}");
+    assert!(members.iter().all(|m| m.source == "autogen-token"));
+}
