@@ -853,10 +853,14 @@ impl OrgContext<'_> {
         // the list is full, such keys hide the rest. Grafana's per-key
         // migration moves one out of the list with its secret intact, as
         // Grafana 11.6 does to every key at startup.
+        // Expired keys are parked too (Grafana migrates them the same way);
+        // keys in conflict stay where they are, waiting for a decision.
+        let settled = self.known.progress(self.org_id(), source.key_id) == Progress::Migrated
+            || (matches!(member.action, Action::Skip(_)) && !deletable);
         let parkable = legacy
             && self.org.keys_maybe_truncated
             && self.inventory.capabilities.has_key_migration
-            && self.known.progress(self.org_id(), source.key_id) == Progress::Migrated;
+            && settled;
         if parkable {
             steps.push(Step::ParkKey {
                 key_id: source.key_id,
