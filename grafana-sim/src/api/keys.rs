@@ -85,7 +85,10 @@ pub fn create(ctx: &mut Ctx<'_>) -> Reply {
     let Some(body) = ctx.req.json::<NewKey>() else {
         return Reply::bad_request_data();
     };
-    let Ok(role) = body.role.parse::<Role>() else {
+    // `None` is only a role where SA creation accepts it too (10.2+).
+    let role = body.role.parse::<Role>().ok();
+    let allowed = role.filter(|r| *r != Role::None || ctx.profile.role_none_accepted());
+    let Some(role) = allowed else {
         return Reply::message(400, "Invalid role specified");
     };
     if role > ctx.who.role() {

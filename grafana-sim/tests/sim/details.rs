@@ -294,3 +294,23 @@ async fn token_counts_per_era() {
         assert_eq!(get.body["tokens"], 300, "{profile}");
     }
 }
+
+// Key creation refuses role None where SA creation does (before 10.0).
+#[tokio::test]
+async fn key_create_role_none_per_profile() {
+    for (profile, want) in [
+        (Profile::V9_1, 400),
+        (Profile::V9_5, 400),
+        (Profile::V10_0, 200),
+        (Profile::V10_4, 200),
+    ] {
+        let sim = Sim::start(profile).await;
+        let body = json!({"name": "k", "role": "None"});
+        let resp = sim.admin("POST", "/api/auth/keys", Some(body)).await;
+        assert_eq!(resp.status, want, "{profile}: {}", resp.text);
+        if want == 400 {
+            let message = &resp.body["message"];
+            assert_eq!(message, "Invalid role specified", "{profile}");
+        }
+    }
+}
