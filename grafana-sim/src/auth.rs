@@ -202,7 +202,11 @@ impl Authn<'_> {
     fn wrong_password(&self, blocked: bool) -> AuthFailure {
         let options = self.options;
         let body = if options.wrong_password_400 || options.authn_era {
-            let status = if options.wrong_password_400 { 400 } else { 401 };
+            // Only a wrong password is 400; a lock stays 401 (§2.4).
+            let status = match options.wrong_password_400 && !blocked {
+                true => 400,
+                false => 401,
+            };
             let id = match blocked && self.profile < Profile::V11_3 {
                 true => "login-attempt.blocked",
                 false => "password-auth.failed",

@@ -219,3 +219,23 @@ async fn brute_force_lockout_over_http() {
         assert_eq!(sim.admin("GET", "/api/org", None).await.status, 200);
     }
 }
+
+// With wrong_password_400 only a wrong password is 400; a locked login
+// still answers 401 login-attempt.blocked (§2.4).
+#[tokio::test]
+async fn locked_login_is_401_with_wrong_password_400() {
+    let mut config = SimConfig::new(Profile::V10_4);
+    config.options.wrong_password_400 = true;
+    let sim = Sim::start_with(config).await;
+    for _ in 0..5 {
+        let resp = sim
+            .send("GET", "/api/org", Auth::Basic("admin", "wrong"), None)
+            .await;
+        assert_eq!(resp.status, 400);
+        assert!(is_authn_body(&resp.body, "password-auth.failed"));
+    }
+    let locked = sim.admin("GET", "/api/org", None).await;
+    assert_eq!(locked.status, 401, "{}", locked.text);
+    assert_eq!(locked.body["statusCode"], 401);
+    assert!(is_authn_body(&locked.body, "login-attempt.blocked"));
+}
