@@ -208,7 +208,7 @@ impl Sim {
     pub(crate) fn load_estate(&self, estate: &Estate) -> Result<(), EstateError> {
         let mut state = estate.to_state(self.profile, &self.admin)?;
         let mut db = self.db();
-        state.advance_clock(db.state.clock_offset());
+        state.keep_clock_of(&db.state);
         db.state = state;
         Ok(())
     }
@@ -376,8 +376,23 @@ impl SimHandle {
     }
 
     /// Moves the simulator's clock.
+    ///
+    /// # Panics
+    /// When the clock would leave the years 0..=9999 (the clock stays
+    /// put and the simulator keeps answering); see
+    /// [`SimHandle::try_advance_clock`].
     pub fn advance_clock(&self, by: Duration) {
-        self.sim.db().state.advance_clock(by);
+        if let Err(err) = self.try_advance_clock(by) {
+            panic!("{err}");
+        }
+    }
+
+    /// Moves the simulator's clock unless it would leave 0..=9999.
+    ///
+    /// # Errors
+    /// [`StateError::TimeOutOfRange`]; the clock stays put.
+    pub fn try_advance_clock(&self, by: Duration) -> Result<(), StateError> {
+        self.sim.db().state.advance_clock(by)
     }
 
     /// The simulator's now.
