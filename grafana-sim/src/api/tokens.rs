@@ -57,7 +57,8 @@ fn token_dto(token: &KeyRow, now: DateTime<Utc>, revoked_field: bool) -> Value {
     let soon = token
         .expires
         .filter(|e| !expired && *e - now <= Duration::days(EXPIRY_WARNING_DAYS));
-    let seconds = soon.map_or(0.0, |e| (e - now).num_seconds() as f64);
+    // A float64 in Go, but whole seconds; Go writes them without `.0`.
+    let seconds = soon.map_or(0, |e| (e - now).num_seconds());
     let mut dto = Map::new();
     dto.insert("id".into(), token.id.into());
     dto.insert("name".into(), token.name.clone().into());

@@ -314,3 +314,25 @@ async fn key_create_role_none_per_profile() {
         }
     }
 }
+
+// secondsUntilExpiration is written as Go writes a whole float64: no `.0`.
+#[tokio::test]
+async fn seconds_until_expiration_is_a_whole_number() {
+    let sim = Sim::start(Profile::V10_4).await;
+    let sa = sim.create_sa("bot", "Viewer").await;
+    let path = format!("/api/serviceaccounts/{sa}/tokens");
+    for (name, ttl) in [("a-soon", 3600), ("b-never", 0)] {
+        let body = json!({"name": name, "secondsToLive": ttl});
+        assert_eq!(sim.admin("POST", &path, Some(body)).await.status, 200);
+    }
+    let list = sim.admin("GET", &path, None).await;
+    let soon = &list.body[0]["secondsUntilExpiration"];
+    assert!(soon.is_u64() && soon.as_u64() > Some(3500), "{}", list.text);
+    let field = r#""secondsUntilExpiration":"#;
+    let values: Vec<&str> = list.text.split(field).skip(1).collect();
+    assert_eq!(values.len(), 2, "{}", list.text);
+    for value in values {
+        let number: String = value.chars().take_while(|c| *c != ',' && *c != '}').collect();
+        assert!(number.chars().all(|c| c.is_ascii_digit()), "{number}");
+    }
+}
