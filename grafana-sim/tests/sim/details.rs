@@ -336,3 +336,31 @@ async fn seconds_until_expiration_is_a_whole_number() {
         assert!(number.chars().all(|c| c.is_ascii_digit()), "{number}");
     }
 }
+
+// The org query is SQLite's `LIKE 'q%'`: case-insensitive for ASCII only.
+#[tokio::test]
+async fn org_query_is_case_insensitive_for_ascii() {
+    let orgs = json!({"orgs": [{"id": 2, "name": "Team-B"}, {"id": 3, "name": "payments"},
+                                {"id": 4, "name": "Équipe"}]});
+    let sim = Sim::with_estate(Profile::V10_4, orgs).await;
+    let ids = |body: &serde_json::Value| -> Vec<i64> {
+        let items = body.as_array().cloned().unwrap_or_default();
+        items.iter().filter_map(|o| o["id"].as_i64()).collect()
+    };
+    for (query, want) in [
+        ("team", vec![2]),
+        ("PAY", vec![3]),
+        ("main", vec![1]),
+        ("Équipe", vec![4]),
+        ("équipe", vec![]),
+        ("t_am", vec![2]),
+    ] {
+        let path = format!("/api/orgs?query={}", urlencode(query));
+        let resp = sim.admin("GET", &path, None).await;
+        assert_eq!(ids(&resp.body), want, "{query}: {}", resp.text);
+    }
+}
+
+fn urlencode(text: &str) -> String {
+    text.bytes().map(|b| format!("%{b:02X}")).collect()
+}
