@@ -154,11 +154,12 @@ fn strip_scheme<'a>(header: &'a str, scheme: &str) -> Option<&'a str> {
         .then(|| &header[scheme.len()..])
 }
 
-// In the authn era `targetOrgId` wins over the header.
+// In the authn era `targetOrgId` wins over the header; org 0 names no
+// org, so the key's or user's own org applies.
 fn requested_org(options: &Options, input: AuthInput<'_>) -> Option<i64> {
+    let named = |text: &str| text.trim().parse().ok().filter(|id: &i64| *id != 0);
     let target = input.target_org.filter(|_| options.authn_era);
-    let from_query = target.and_then(|t| t.trim().parse().ok());
-    from_query.or_else(|| input.org_header.and_then(|h| h.trim().parse().ok()))
+    target.and_then(named).or_else(|| input.org_header.and_then(named))
 }
 
 impl Authn<'_> {

@@ -239,3 +239,23 @@ async fn locked_login_is_401_with_wrong_password_400() {
     assert_eq!(locked.body["statusCode"], 401);
     assert!(is_authn_body(&locked.body, "login-attempt.blocked"));
 }
+
+// X-Grafana-Org-Id: 0 names no org: tokens keep their org, users get
+// their current org.
+#[tokio::test]
+async fn org_header_zero_names_no_org() {
+    let mut sim = Sim::with_estate(Profile::V10_4, two_orgs()).await;
+    let sa = sim.create_sa("bot", "Viewer").await;
+    let (_, token) = sim.create_token(sa, "t").await;
+    sim.org_header = Some(0);
+    let resp = sim
+        .send("GET", "/api/org", Auth::Bearer(&token), None)
+        .await;
+    assert_eq!((resp.status, resp.body["id"].clone()), (200, json!(1)));
+    let resp = sim.admin("GET", "/api/org", None).await;
+    assert_eq!((resp.status, resp.body["id"].clone()), (200, json!(1)));
+    let resp = sim
+        .send("GET", "/api/org?targetOrgId=0", Auth::Bearer(&token), None)
+        .await;
+    assert_eq!(resp.status, 200, "{}", resp.text);
+}
