@@ -159,7 +159,9 @@ fn strip_scheme<'a>(header: &'a str, scheme: &str) -> Option<&'a str> {
 fn requested_org(options: &Options, input: AuthInput<'_>) -> Option<i64> {
     let named = |text: &str| text.trim().parse().ok().filter(|id: &i64| *id != 0);
     let target = input.target_org.filter(|_| options.authn_era);
-    target.and_then(named).or_else(|| input.org_header.and_then(named))
+    target
+        .and_then(named)
+        .or_else(|| input.org_header.and_then(named))
 }
 
 impl Authn<'_> {

@@ -299,7 +299,10 @@ impl State {
         let out_of_range = || StateError::TimeOutOfRange {
             seconds: by.num_seconds(),
         };
-        let offset = self.clock_offset.checked_add(&by).ok_or_else(out_of_range)?;
+        let offset = self
+            .clock_offset
+            .checked_add(&by)
+            .ok_or_else(out_of_range)?;
         let seconds = offset.num_seconds();
         shift(Utc::now(), seconds).ok_or_else(out_of_range)?;
         self.clock_offset = offset;

@@ -205,9 +205,9 @@ fn generated_estates_are_consistent() {
         let estate = generate(&config);
         for key in &estate.api_keys {
             let created = key.created.expect("generated keys have created");
-            let used_in_time = key.last_used.is_none_or(|u| {
-                u >= created && key.expires.is_none_or(|e| u <= e)
-            });
+            let used_in_time = key
+                .last_used
+                .is_none_or(|u| u >= created && key.expires.is_none_or(|e| u <= e));
             assert!(used_in_time, "seed {seed}: {key:?}");
             assert!(key.expires.is_none_or(|e| e >= created), "{key:?}");
         }
