@@ -137,8 +137,12 @@ fn requests(sim: &Sim) -> Reply {
 }
 
 fn add_fault(sim: &Sim, req: &Request) -> Reply {
-    match serde_json::from_slice::<FaultRule>(&req.body) {
-        Ok(rule) => {
+    let rule = match serde_json::from_slice::<FaultRule>(&req.body) {
+        Ok(rule) => rule,
+        Err(err) => return error(400, &format!("invalid fault rule: {err}")),
+    };
+    match rule.validate() {
+        Ok(()) => {
             sim.faults().add(rule);
             ok()
         }

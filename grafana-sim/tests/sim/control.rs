@@ -4,7 +4,7 @@ use chrono::Duration;
 use grafana_sim::{AuthKind, Profile, SimConfig};
 use serde_json::json;
 
-use crate::common::{Auth, Sim};
+use crate::common::{timed, Auth, Sim};
 
 // Advancing the clock expires a token (expires <= now).
 #[tokio::test]
@@ -349,4 +349,31 @@ async fn out_of_range_lifetimes_do_not_panic() {
     let resp = sim.admin("POST", "/api/auth/keys", Some(key)).await;
     assert_eq!(resp.status, 400, "{}", resp.text);
     assert_eq!(resp.body["message"], "Invalid API key expiration");
+}
+
+// `serve` with an estate that does not load exits with an error and never
+// logs "listening".
+#[tokio::test]
+async fn serve_logs_listening_only_after_the_estate_loads() {
+    let dir = std::env::temp_dir().join(format!("grafana-sim-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("bad-estate.json");
+    let estate = json!({"api_keys": [{"org": 99, "name": "k", "role": "Viewer"}]});
+    std::fs::write(&path, estate.to_string()).unwrap();
+    let bin = env!("CARGO_BIN_EXE_grafana-sim");
+    // Killed on drop, so a server that wrongly keeps running is stopped.
+    let child = tokio::process::Command::new(bin)
+        .args(["serve", "--listen", "127.0.0.1:0", "--estate"])
+        .arg(&path)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let output = timed(child.wait_with_output()).await.unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{stderr}");
+    assert!(stderr.contains("estate"), "{stderr}");
+    assert!(!stderr.contains("listening"), "{stderr}");
 }

@@ -332,7 +332,10 @@ async fn seconds_until_expiration_is_a_whole_number() {
     let values: Vec<&str> = list.text.split(field).skip(1).collect();
     assert_eq!(values.len(), 2, "{}", list.text);
     for value in values {
-        let number: String = value.chars().take_while(|c| *c != ',' && *c != '}').collect();
+        let number: String = value
+            .chars()
+            .take_while(|c| *c != ',' && *c != '}')
+            .collect();
         assert!(number.chars().all(|c| c.is_ascii_digit()), "{number}");
     }
 }
@@ -363,4 +366,34 @@ async fn org_query_is_case_insensitive_for_ascii() {
 
 fn urlencode(text: &str) -> String {
     text.bytes().map(|b| format!("%{b:02X}")).collect()
+}
+
+// An external SA without a login gets `sa-<org>-extsvc-<name>` (§9.2).
+#[tokio::test]
+async fn external_service_account_login_is_derived() {
+    let estate = json!({"orgs": [{"id": 2, "name": "b"}],
+        "service_accounts": [{"org": 2, "name": "My Plugin", "role": "Admin",
+                              "external": true}]});
+    let sim = Sim::with_estate(Profile::V11_6, estate).await;
+    sim.handle.with_state(|state| {
+        let logins: Vec<String> = state
+            .users()
+            .filter(|u| u.service_account.is_some())
+            .map(|u| u.login.clone())
+            .collect();
+        assert_eq!(logins, ["sa-2-extsvc-my-plugin"]);
+    });
+}
+
+// A `v`-prefixed full version selects its profile and health reports it
+// without the `v`.
+#[tokio::test]
+async fn v_prefixed_version_is_reported_without_v() {
+    let config = SimConfig::for_version("v11.2.1").unwrap();
+    assert_eq!(config.profile, Profile::V10_4);
+    let sim = Sim::start_with(config).await;
+    let health = sim.send("GET", "/api/health", Auth::None, None).await;
+    assert_eq!(health.body["version"], "11.2.1", "{}", health.text);
+    let named = SimConfig::for_version("10.4").unwrap();
+    assert_eq!(named.version, None);
 }
