@@ -154,11 +154,14 @@ fn strip_scheme<'a>(header: &'a str, scheme: &str) -> Option<&'a str> {
         .then(|| &header[scheme.len()..])
 }
 
-// In the authn era `targetOrgId` wins over the header.
+// In the authn era `targetOrgId` wins over the header; org 0 names no
+// org, so the key's or user's own org applies.
 fn requested_org(options: &Options, input: AuthInput<'_>) -> Option<i64> {
+    let named = |text: &str| text.trim().parse().ok().filter(|id: &i64| *id != 0);
     let target = input.target_org.filter(|_| options.authn_era);
-    let from_query = target.and_then(|t| t.trim().parse().ok());
-    from_query.or_else(|| input.org_header.and_then(|h| h.trim().parse().ok()))
+    target
+        .and_then(named)
+        .or_else(|| input.org_header.and_then(named))
 }
 
 impl Authn<'_> {
@@ -202,7 +205,11 @@ impl Authn<'_> {
     fn wrong_password(&self, blocked: bool) -> AuthFailure {
         let options = self.options;
         let body = if options.wrong_password_400 || options.authn_era {
-            let status = if options.wrong_password_400 { 400 } else { 401 };
+            // Only a wrong password is 400; a lock stays 401 (§2.4).
+            let status = match options.wrong_password_400 && !blocked {
+                true => 400,
+                false => 401,
+            };
             let id = match blocked && self.profile < Profile::V11_3 {
                 true => "login-attempt.blocked",
                 false => "password-auth.failed",
@@ -396,7 +403,7 @@ mod tests {
             assert_eq!(call(&mut state, &bad).unwrap_err().status, 401);
         }
         assert!(call(&mut state, &good).is_err());
-        state.advance_clock(Duration::minutes(6));
+        state.advance_clock(Duration::minutes(6)).unwrap();
         assert!(call(&mut state, &good).is_ok());
     }
 

@@ -100,10 +100,17 @@ fn advance(sim: &Sim, req: &Request) -> Reply {
     let Some(body) = req.json::<Advance>() else {
         return error(400, "expected {\"seconds\": N}");
     };
-    sim.db()
-        .state
-        .advance_clock(Duration::seconds(body.seconds));
-    clock(sim)
+    let Some(by) = Duration::try_seconds(body.seconds) else {
+        let err = StateError::TimeOutOfRange {
+            seconds: body.seconds,
+        };
+        return error(400, &err.to_string());
+    };
+    let moved = sim.db().state.advance_clock(by);
+    match moved {
+        Ok(()) => clock(sim),
+        Err(err) => error(400, &err.to_string()),
+    }
 }
 
 fn apply_mutation(sim: &Sim, req: &Request) -> Reply {
@@ -117,6 +124,7 @@ fn apply_mutation(sim: &Sim, req: &Request) -> Reply {
         Err(err @ (StateError::NoKey(_) | StateError::NoServiceAccount(_))) => {
             error(404, &err.to_string())
         }
+        Err(err @ StateError::TimeOutOfRange { .. }) => error(400, &err.to_string()),
         Err(err) => error(409, &err.to_string()),
     }
 }
@@ -129,8 +137,12 @@ fn requests(sim: &Sim) -> Reply {
 }
 
 fn add_fault(sim: &Sim, req: &Request) -> Reply {
-    match serde_json::from_slice::<FaultRule>(&req.body) {
-        Ok(rule) => {
+    let rule = match serde_json::from_slice::<FaultRule>(&req.body) {
+        Ok(rule) => rule,
+        Err(err) => return error(400, &format!("invalid fault rule: {err}")),
+    };
+    match rule.validate() {
+        Ok(()) => {
             sim.faults().add(rule);
             ok()
         }

@@ -314,10 +314,11 @@ fn load_service_account(
         name: sa.name.clone(),
         source,
     };
-    let login = sa
-        .login
-        .clone()
-        .unwrap_or_else(|| login::service_account(profile, sa.org, &sa.name));
+    let derived = || match sa.external {
+        true => login::external(sa.org, &sa.name),
+        false => login::service_account(profile, sa.org, &sa.name),
+    };
+    let login = sa.login.clone().unwrap_or_else(derived);
     let created = sa.created.unwrap_or_else(|| state.now());
     let user = User {
         id: sa.id.unwrap_or(0),

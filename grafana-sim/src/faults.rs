@@ -4,6 +4,8 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
+use crate::routes::TEMPLATES;
+
 /// What a matching rule does to the request.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
@@ -96,6 +98,66 @@ impl FaultRule {
             .is_none_or(|r| r == template || r == path);
         method_ok && route_ok
     }
+}
+
+/// Statuses a `status` fault may answer.
+const FAULT_STATUSES: [u16; 5] = [429, 500, 502, 503, 504];
+
+/// Why a fault rule cannot be installed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FaultRuleError {
+    /// The status is not one a fault may answer.
+    #[error("fault status {status} is not one of 429, 500, 502, 503, 504")]
+    Status {
+        /// The rejected status.
+        status: u16,
+    },
+    /// The method and route match no route template.
+    #[error("route {route:?} matches no route template; known templates: {known}")]
+    Route {
+        /// The rule's method and route, as given.
+        route: String,
+        /// The known templates, comma-separated.
+        known: String,
+    },
+}
+
+impl FaultRule {
+    /// Checks the status and that the route names a known template.
+    ///
+    /// # Errors
+    /// [`FaultRuleError`] naming the rule's problem.
+    pub fn validate(&self) -> Result<(), FaultRuleError> {
+        if let FaultAction::Status { status, .. } = self.action {
+            if !FAULT_STATUSES.contains(&status) {
+                return Err(FaultRuleError::Status { status });
+            }
+        }
+        let Some(route) = self.route.as_deref() else {
+            return Ok(());
+        };
+        let method = self.method.as_deref();
+        if TEMPLATES.iter().any(|t| names_template(method, route, t)) {
+            return Ok(());
+        }
+        let given = method.map_or(route.to_string(), |m| format!("{m} {route}"));
+        Err(FaultRuleError::Route {
+            route: given,
+            known: TEMPLATES.join(", "),
+        })
+    }
+}
+
+// The same test `matches` applies to a request, on a template.
+fn names_template(method: Option<&str>, route: &str, template: &str) -> bool {
+    let rule = FaultRule {
+        method: method.map(str::to_string),
+        route: Some(route.to_string()),
+        action: FaultAction::Drop,
+        trigger: Trigger::Once,
+    };
+    let template_method = template.split_once(' ').map_or("", |(m, _)| m);
+    rule.matches(template_method, template)
 }
 
 /// A rule with its counters, as listed by the control API.

@@ -122,12 +122,13 @@ fn use_cases(rng: &mut ChaCha8Rng, total: usize) -> Vec<UseCase> {
     cases
 }
 
-// Later rounds add a numeric suffix so names stay unique in the org.
+// Later rounds add `-2`, `-3`… so names stay unique in the org; the
+// first round is the unsuffixed "first" copy.
 fn pick_case(rng: &mut ChaCha8Rng, round: usize) -> UseCase {
     let cycle = round / 6;
     let tag = |base: String| match cycle {
         0 => base,
-        n => format!("{base}-{n}"),
+        n => format!("{base}-{}", n + 1),
     };
     match round % 6 {
         0 => {
@@ -187,9 +188,11 @@ fn make_key(
     id: i64,
 ) -> EstateKey {
     let (key, _) = credential::new_legacy(rng, org, &name);
-    let created = now - Duration::days(rng.gen_range(30..700));
+    let age_days = rng.gen_range(30..700);
+    let created = now - Duration::days(age_days);
     let expires = match rng.gen_range(0..100) {
-        0..=9 => Some(now - Duration::days(rng.gen_range(1..200))),
+        // Expired keys expired after they were created.
+        0..=9 => Some(now - Duration::days(rng.gen_range(1..age_days.min(200)))),
         10..=19 => Some(now + Duration::hours(rng.gen_range(2..24 * 7))),
         20..=49 => Some(now + Duration::days(rng.gen_range(30..400))),
         _ => None,
@@ -198,6 +201,10 @@ fn make_key(
         0..=19 => None,
         _ => Some(now - Duration::minutes(rng.gen_range(1..60 * 24 * 90))),
     };
+    // A key is used between its creation and its expiry, never after.
+    let last_used = last_used
+        .map(|t| t.max(created))
+        .map(|t| expires.map_or(t, |e| t.min(e)));
     EstateKey {
         id: Some(id),
         org,
@@ -205,7 +212,7 @@ fn make_key(
         role,
         created: Some(created),
         expires,
-        last_used: last_used.map(|t| t.max(created)),
+        last_used,
         secret: Some(SecretText(key)),
         secret_hash: None,
     }

@@ -45,7 +45,7 @@ use tracing::info;
 
 pub use auth::{AuthFailure, AuthKind, Identity};
 pub use estate::{Admin, Estate, EstateError};
-pub use faults::{FaultAction, FaultRule, Trigger};
+pub use faults::{FaultAction, FaultRule, FaultRuleError, Trigger};
 pub use migration::MigrationResult;
 pub use mutate::{Mutation, MutationOutcome};
 pub use profile::{Options, Profile, ProfileError, Settings};
@@ -102,6 +102,21 @@ impl SimConfig {
             admin_password: "admin".into(),
             estate: None,
         }
+    }
+
+    /// A config for a profile name (`10.4`) or a full version
+    /// (`11.2.1`, `v11.2.1`); a full version is also what `/api/health`
+    /// reports, without a leading `v`.
+    ///
+    /// # Errors
+    /// When the text names no profile.
+    pub fn for_version(text: &str) -> Result<SimConfig, ProfileError> {
+        let mut config = SimConfig::new(text.parse()?);
+        let version = text.trim().trim_start_matches(['v', 'V']);
+        if version.matches('.').count() >= 2 {
+            config.version = Some(version.to_string());
+        }
+        Ok(config)
     }
 
     /// Sets the initial estate.
@@ -208,7 +223,7 @@ impl Sim {
     pub(crate) fn load_estate(&self, estate: &Estate) -> Result<(), EstateError> {
         let mut state = estate.to_state(self.profile, &self.admin)?;
         let mut db = self.db();
-        state.advance_clock(db.state.clock_offset());
+        state.keep_clock_of(&db.state);
         db.state = state;
         Ok(())
     }
@@ -314,12 +329,18 @@ pub async fn start_on(config: SimConfig, listener: TcpListener) -> Result<SimHan
     })
 }
 
-/// Serves a simulator on a bound listener until the process ends.
+/// Serves a simulator on a bound listener until the process ends; logs
+/// "listening" once the estate has loaded.
 ///
 /// # Errors
-/// When the estate does not load.
+/// When the estate does not load or the listener has no address.
 pub async fn serve(config: SimConfig, listener: TcpListener) -> Result<(), SimError> {
+    let addr = listener.local_addr().map_err(|source| SimError::Listen {
+        addr: "listener".into(),
+        source,
+    })?;
     let sim = Arc::new(Sim::new(config)?);
+    info!(%addr, profile = %sim.profile, "grafana-sim listening");
     let (_stop, stopped) = oneshot::channel();
     server::run(sim, listener, stopped).await;
     Ok(())
@@ -376,8 +397,23 @@ impl SimHandle {
     }
 
     /// Moves the simulator's clock.
+    ///
+    /// # Panics
+    /// When the clock would leave the years 0..=9999 (the clock stays
+    /// put and the simulator keeps answering); see
+    /// [`SimHandle::try_advance_clock`].
     pub fn advance_clock(&self, by: Duration) {
-        self.sim.db().state.advance_clock(by);
+        if let Err(err) = self.try_advance_clock(by) {
+            panic!("{err}");
+        }
+    }
+
+    /// Moves the simulator's clock unless it would leave 0..=9999.
+    ///
+    /// # Errors
+    /// [`StateError::TimeOutOfRange`]; the clock stays put.
+    pub fn try_advance_clock(&self, by: Duration) -> Result<(), StateError> {
+        self.sim.db().state.advance_clock(by)
     }
 
     /// The simulator's now.
@@ -419,7 +455,14 @@ impl SimHandle {
     }
 
     /// Installs a fault rule.
+    ///
+    /// # Panics
+    /// When the rule does not validate (see [`FaultRule::validate`]):
+    /// a typo in a test's rule would otherwise never fire.
     pub fn add_fault(&self, rule: FaultRule) {
+        if let Err(err) = rule.validate() {
+            panic!("invalid fault rule: {err}");
+        }
         self.sim.faults().add(rule)
     }
 

@@ -16,6 +16,13 @@ pub fn service_account(profile: Profile, org: i64, name: &str) -> String {
     }
 }
 
+/// Login of an external (managed) service account (§9.2):
+/// `sa-<org>-extsvc-` + lower(name) with spaces as `-`.
+pub fn external(org: i64, name: &str) -> String {
+    let slug = name.to_lowercase().replace(' ', "-");
+    format!("sa-{org}-extsvc-{slug}")
+}
+
 /// Name of the service account made from the key `key_name`.
 pub fn autogen_name(key_name: &str) -> String {
     format!("sa-autogen-{key_name}")

@@ -84,19 +84,13 @@ async fn serve(args: ServeArgs) -> Result<()> {
     let listener = TcpListener::bind(&args.listen)
         .await
         .with_context(|| format!("failed to listen on {}", args.listen))?;
-    let addr = listener.local_addr()?;
-    tracing::info!(%addr, profile = %config.profile, "grafana-sim listening");
     grafana_sim::serve(config, listener).await?;
     Ok(())
 }
 
 fn sim_config(args: &ServeArgs) -> Result<SimConfig> {
-    let profile: Profile = args.profile.parse()?;
-    let mut config = SimConfig::new(profile);
-    // A full version is also what /api/health reports.
-    if args.profile.matches('.').count() >= 2 {
-        config.version = Some(args.profile.clone());
-    }
+    let mut config = SimConfig::for_version(&args.profile)?;
+    let profile = config.profile;
     let Some((login, password)) = args.admin.split_once(':') else {
         bail!("--admin must be LOGIN:PASSWORD");
     };

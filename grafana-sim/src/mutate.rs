@@ -1,13 +1,13 @@
 //! Out-of-band changes to the state (the control API's `mutate`).
 
-use chrono::{DateTime, Duration, Utc};
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::api::service_accounts::build_service_account;
 use crate::credential;
 use crate::login;
 use crate::profile::Profile;
-use crate::state::{KeyRow, Role, State, StateError};
+use crate::state::{shift, KeyRow, Role, State, StateError};
 
 /// One out-of-band change, as tagged JSON (`{"op": "…", …}`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -228,8 +228,12 @@ fn update_key<F: FnOnce(&mut KeyRow)>(
     }
 }
 
-fn expiry(state: &State, seconds: Option<i64>) -> Option<DateTime<Utc>> {
-    seconds.map(|s| state.now() + Duration::seconds(s))
+fn expiry(state: &State, seconds: Option<i64>) -> Result<Option<DateTime<Utc>>, StateError> {
+    let Some(seconds) = seconds else {
+        return Ok(None);
+    };
+    let at = shift(state.now(), seconds);
+    at.map(Some).ok_or(StateError::TimeOutOfRange { seconds })
 }
 
 fn create_api_key(
@@ -247,7 +251,7 @@ fn create_api_key(
         hash: credential::hash_secret(&secret),
         role,
         created: state.now(),
-        expires: expiry(state, seconds),
+        expires: expiry(state, seconds)?,
         last_used: None,
         service_account_id: None,
         revoked: false,
@@ -292,7 +296,7 @@ fn create_token(
         hash: credential::hash_secret(&token),
         role: Role::Viewer,
         created: state.now(),
-        expires: expiry(state, seconds),
+        expires: expiry(state, seconds)?,
         last_used: None,
         service_account_id: Some(sa_id),
         revoked: false,

@@ -243,7 +243,7 @@ impl FromStr for Profile {
 /// (10.4 → V10_4, 10.0 → V10_0), which is what a profile name means.
 fn parse_version(text: &str) -> Result<(u32, u32, Option<u32>), ProfileError> {
     let invalid = || ProfileError::Invalid(text.to_string());
-    let core = text.trim().trim_start_matches('v');
+    let core = text.trim().trim_start_matches(['v', 'V']);
     let core = core.split(['-', '+']).next().unwrap_or_default();
     let mut parts = core.split('.');
     let number = |part: Option<&str>| part.map(|p| p.parse::<u32>().map_err(|_| invalid()));

@@ -138,6 +138,34 @@ pub fn template(route: Route<'_>, method: &str) -> &'static str {
     }
 }
 
+/// Every route template, `unmatched` (unknown paths) included.
+pub const TEMPLATES: [&str; 24] = [
+    "HEAD /api/health",
+    "GET /api/health",
+    "GET /healthz",
+    "GET /api/orgs",
+    "GET /api/orgs/:orgId",
+    "GET /api/org",
+    "GET /api/user",
+    "GET /api/auth/keys",
+    "POST /api/auth/keys",
+    "DELETE /api/auth/keys/:id",
+    "GET /api/serviceaccounts/search",
+    "POST /api/serviceaccounts",
+    "GET /api/serviceaccounts/:id",
+    "PATCH /api/serviceaccounts/:id",
+    "DELETE /api/serviceaccounts/:id",
+    "GET /api/serviceaccounts/:id/tokens",
+    "POST /api/serviceaccounts/:id/tokens",
+    "DELETE /api/serviceaccounts/:id/tokens/:tokenId",
+    "POST /api/serviceaccounts/migrate",
+    "POST /api/serviceaccounts/migrate/:keyId",
+    "GET /api/serviceaccounts/migrationstatus",
+    "POST /api/serviceaccounts/hideApiKeys",
+    "POST /api/serviceaccounts/:id/revert/:keyId",
+    "unmatched",
+];
+
 /// Routes that answer without authentication.
 pub fn is_public(route: Route<'_>) -> bool {
     matches!(route, Route::Health | Route::Healthz | Route::NotFound)
@@ -198,5 +226,38 @@ mod tests {
         assert_eq!(route, Route::NotFound);
         let (route, _) = resolve(Profile::V11_3, "POST", "/api/auth/keys");
         assert_eq!(route, Route::CreateKey);
+    }
+
+    // Every template a resolved route can have is listed in TEMPLATES.
+    #[test]
+    fn templates_list_every_route() {
+        let paths = [
+            "/api/health",
+            "/healthz",
+            "/api/orgs",
+            "/api/orgs/2",
+            "/api/org",
+            "/api/user",
+            "/api/auth/keys",
+            "/api/auth/keys/3",
+            "/api/serviceaccounts",
+            "/api/serviceaccounts/search",
+            "/api/serviceaccounts/4",
+            "/api/serviceaccounts/4/tokens",
+            "/api/serviceaccounts/4/tokens/5",
+            "/api/serviceaccounts/migrate",
+            "/api/serviceaccounts/migrate/6",
+            "/api/serviceaccounts/migrationstatus",
+            "/api/serviceaccounts/hideApiKeys",
+            "/api/serviceaccounts/4/revert/6",
+            "/nowhere",
+        ];
+        let methods = ["GET", "HEAD", "POST", "PATCH", "DELETE"];
+        for profile in Profile::ALL {
+            for (path, method) in paths.iter().flat_map(|p| methods.map(|m| (p, m))) {
+                let (_, template) = resolve(profile, method, path);
+                assert!(TEMPLATES.contains(&template), "{template}");
+            }
+        }
     }
 }

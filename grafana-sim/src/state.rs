@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::fmt;
 use std::str::FromStr;
 
-use chrono::{DateTime, Duration, DurationRound, Utc};
+use chrono::{DateTime, Datelike, Duration, DurationRound, Utc};
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 use serde::{Deserialize, Serialize};
@@ -206,6 +206,20 @@ pub enum StateError {
     /// No key or token with this id.
     #[error("key {0} does not exist")]
     NoKey(i64),
+    /// A time moved by this many seconds leaves the years 0..=9999.
+    #[error("moving the time by {seconds} seconds leaves the years 0 to 9999")]
+    TimeOutOfRange {
+        /// The rejected shift.
+        seconds: i64,
+    },
+}
+
+/// `at` moved by `seconds`; None when that leaves the years 0..=9999.
+///
+/// Checked throughout, so no input can make the simulator panic.
+pub fn shift(at: DateTime<Utc>, seconds: i64) -> Option<DateTime<Utc>> {
+    let moved = at.checked_add_signed(Duration::try_seconds(seconds)?)?;
+    (0..=9999).contains(&moved.year()).then_some(moved)
 }
 
 /// The whole simulated database plus the simulator's clock.
@@ -271,13 +285,33 @@ impl State {
     /// The simulator's clock: real UTC now plus the advanced offset,
     /// truncated to seconds like Grafana's unix-second columns.
     pub fn now(&self) -> DateTime<Utc> {
-        let now = Utc::now() + self.clock_offset;
+        let real = Utc::now();
+        // The offset was checked when set; real time alone cannot overflow.
+        let now = real.checked_add_signed(self.clock_offset).unwrap_or(real);
         now.duration_trunc(Duration::seconds(1)).unwrap_or(now)
     }
 
     /// Moves the clock forward (or back, for a negative duration).
-    pub fn advance_clock(&mut self, by: Duration) {
-        self.clock_offset += by;
+    ///
+    /// # Errors
+    /// When the clock would leave the years 0..=9999; it stays put.
+    pub fn advance_clock(&mut self, by: Duration) -> Result<(), StateError> {
+        let out_of_range = || StateError::TimeOutOfRange {
+            seconds: by.num_seconds(),
+        };
+        let offset = self
+            .clock_offset
+            .checked_add(&by)
+            .ok_or_else(out_of_range)?;
+        let seconds = offset.num_seconds();
+        shift(Utc::now(), seconds).ok_or_else(out_of_range)?;
+        self.clock_offset = offset;
+        Ok(())
+    }
+
+    /// Sets the clock offset of a freshly loaded state to a checked one.
+    pub(crate) fn keep_clock_of(&mut self, other: &State) {
+        self.clock_offset = other.clock_offset;
     }
 
     /// The clock offset from real time.
@@ -680,7 +714,7 @@ mod tests {
     fn clock_advances() {
         let mut state = State::new();
         let before = state.now();
-        state.advance_clock(Duration::days(2));
+        state.advance_clock(Duration::days(2)).unwrap();
         let gap = state.now() - before;
         assert!(gap >= Duration::days(2) && gap < Duration::days(2) + Duration::seconds(5));
     }

@@ -1,13 +1,13 @@
 //! Legacy API key routes `/api/auth/keys` (grafana-api.md §5).
 
-use chrono::{DateTime, Duration, Utc};
+use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
 use crate::api::{Ctx, Reply};
 use crate::credential;
 use crate::profile::{KeyCreate, Settings};
-use crate::state::{format_time, KeyRow, Role, StateError};
+use crate::state::{format_time, shift, KeyRow, Role, StateError};
 
 /// Grafana's hard limit on the key list.
 const KEY_LIST_CAP: usize = 100;
@@ -85,7 +85,10 @@ pub fn create(ctx: &mut Ctx<'_>) -> Reply {
     let Some(body) = ctx.req.json::<NewKey>() else {
         return Reply::bad_request_data();
     };
-    let Ok(role) = body.role.parse::<Role>() else {
+    // `None` is only a role where SA creation accepts it too (10.2+).
+    let role = body.role.parse::<Role>().ok();
+    let allowed = role.filter(|r| *r != Role::None || ctx.profile.role_none_accepted());
+    let Some(role) = allowed else {
         return Reply::message(400, "Invalid role specified");
     };
     if role > ctx.who.role() {
@@ -123,12 +126,24 @@ fn insert_key(ctx: &mut Ctx<'_>, name: &str, role: Role, expires: Option<DateTim
     }
 }
 
-/// Expiry under `api_key_max_seconds_to_live`; also used for tokens.
+/// Expiry under `api_key_max_seconds_to_live`.
 pub fn key_expiry(
     settings: &Settings,
     now: DateTime<Utc>,
     seconds: i64,
 ) -> Result<Option<DateTime<Utc>>, Reply> {
+    check_lifetime(settings, seconds)?;
+    let invalid = || Reply::message(400, "Invalid API key expiration");
+    match seconds {
+        s if s < 0 => Err(invalid()),
+        0 => Ok(None),
+        // Past year 9999 is refused rather than overflowing.
+        s => shift(now, s).map(Some).ok_or_else(invalid),
+    }
+}
+
+/// The `api_key_max_seconds_to_live` checks; also used for tokens.
+pub fn check_lifetime(settings: &Settings, seconds: i64) -> Result<(), Reply> {
     let max = settings.api_key_max_seconds_to_live;
     if max != -1 && seconds == 0 {
         let text = "Number of seconds before expiration should be set";
@@ -138,9 +153,5 @@ pub fn key_expiry(
         let text = "Number of seconds before expiration is greater than the global limit";
         return Err(Reply::message(400, text));
     }
-    match seconds {
-        s if s < 0 => Err(Reply::message(400, "Invalid API key expiration")),
-        0 => Ok(None),
-        s => Ok(Some(now + Duration::seconds(s))),
-    }
+    Ok(())
 }

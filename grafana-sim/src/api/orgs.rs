@@ -2,6 +2,7 @@
 
 use serde_json::{json, Value};
 
+use crate::api::service_accounts::like;
 use crate::api::{Ctx, Reply};
 use crate::auth::AuthKind;
 use crate::state::Org;
@@ -25,7 +26,7 @@ pub fn list(ctx: &mut Ctx<'_>) -> Reply {
     let page = ctx.req.param_i64("page", 0).max(0);
     let query = ctx.req.param("query").unwrap_or("");
     let name = ctx.req.param("name");
-    let orgs = ctx.state.orgs().filter(|o| o.name.starts_with(query));
+    let orgs = ctx.state.orgs().filter(|o| like_prefix(&o.name, query));
     let orgs = orgs.filter(|o| name.is_none_or(|n| o.name == n));
     let items: Vec<Value> = orgs
         .skip((perpage * page) as usize)
@@ -33,6 +34,15 @@ pub fn list(ctx: &mut Ctx<'_>) -> Reply {
         .map(|o| json!({"id": o.id, "name": o.name}))
         .collect();
     Reply::json(200, &Value::Array(items))
+}
+
+/// `name LIKE 'q%'` as Grafana's default SQLite runs it: `%` and `_` are
+/// wildcards and only ASCII letters match regardless of case.
+fn like_prefix(name: &str, query: &str) -> bool {
+    let text: Vec<char> = name.chars().map(|c| c.to_ascii_lowercase()).collect();
+    let query = query.chars().map(|c| c.to_ascii_lowercase());
+    let pattern: Vec<char> = query.chain(['%']).collect();
+    like(&text, &pattern)
 }
 
 /// `GET /api/orgs/:orgId`.

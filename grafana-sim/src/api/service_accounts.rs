@@ -160,8 +160,10 @@ fn like_contains(text: &str, query: &str) -> bool {
     like(&text, &pattern)
 }
 
-// Iterative wildcard matching with backtracking to the last `%`.
-fn like(text: &[char], pattern: &[char]) -> bool {
+/// SQL `LIKE` over chars: `%` any run, `_` one char, else exact.
+///
+/// Iterative, backtracking to the last `%`.
+pub(crate) fn like(text: &[char], pattern: &[char]) -> bool {
     let (mut t, mut p) = (0, 0);
     let mut star: Option<(usize, usize)> = None;
     while t < text.len() {

@@ -8,7 +8,7 @@ use crate::api::service_accounts::resolve;
 use crate::api::{keys, Ctx, Reply};
 use crate::credential;
 use crate::profile::Profile;
-use crate::state::{format_time, KeyRow, Role, StateError};
+use crate::state::{format_time, shift, KeyRow, Role, StateError};
 
 /// Grafana's cap on the token list (≈9.3 on).
 const TOKEN_LIST_CAP: usize = 300;
@@ -57,7 +57,8 @@ fn token_dto(token: &KeyRow, now: DateTime<Utc>, revoked_field: bool) -> Value {
     let soon = token
         .expires
         .filter(|e| !expired && *e - now <= Duration::days(EXPIRY_WARNING_DAYS));
-    let seconds = soon.map_or(0.0, |e| (e - now).num_seconds() as f64);
+    // A float64 in Go, but whole seconds; Go writes them without `.0`.
+    let seconds = soon.map_or(0, |e| (e - now).num_seconds());
     let mut dto = Map::new();
     dto.insert("id".into(), token.id.into());
     dto.insert("name".into(), token.name.clone().into());
@@ -102,18 +103,22 @@ pub fn create(ctx: &mut Ctx<'_>, id: &str) -> Reply {
 fn token_expiry(ctx: &Ctx<'_>, seconds: i64) -> Result<Option<DateTime<Utc>>, Reply> {
     let now = ctx.state.now();
     if seconds >= 0 {
-        keys::key_expiry(ctx.settings, now, seconds)?;
+        keys::check_lifetime(ctx.settings, seconds)?;
     }
     check_day_limit(ctx, now, seconds)?;
-    match seconds {
-        s if s < 0 => Err(ctx.sa_error(
+    let invalid = || {
+        ctx.sa_error(
             400,
             "Bad request data",
             "serviceaccounts.ErrInvalidInput",
             "invalid SecondsToLive value",
-        )),
+        )
+    };
+    match seconds {
+        s if s < 0 => Err(invalid()),
         0 => Ok(None),
-        s => Ok(Some(now + Duration::seconds(s))),
+        // Past year 9999 is refused rather than overflowing.
+        s => shift(now, s).map(Some).ok_or_else(invalid),
     }
 }
 
@@ -124,8 +129,12 @@ fn check_day_limit(ctx: &Ctx<'_>, now: DateTime<Utc>, seconds: i64) -> Result<()
         return Ok(());
     }
     let day = |t: DateTime<Utc>| t.duration_trunc(Duration::days(1)).unwrap_or(t);
-    let wanted = day(now + Duration::seconds(seconds));
-    if wanted <= day(now + Duration::days(limit)) {
+    // A limit past year 9999 is no limit; a wish past it exceeds any.
+    let Some(last) = limit.checked_mul(86_400).and_then(|s| shift(now, s)) else {
+        return Ok(());
+    };
+    let wanted = shift(now, seconds);
+    if wanted.is_some_and(|w| day(w) <= day(last)) {
         return Ok(());
     }
     let text = "The expiration date input exceeds the limit for service account \

@@ -219,3 +219,43 @@ async fn brute_force_lockout_over_http() {
         assert_eq!(sim.admin("GET", "/api/org", None).await.status, 200);
     }
 }
+
+// With wrong_password_400 only a wrong password is 400; a locked login
+// still answers 401 login-attempt.blocked (§2.4).
+#[tokio::test]
+async fn locked_login_is_401_with_wrong_password_400() {
+    let mut config = SimConfig::new(Profile::V10_4);
+    config.options.wrong_password_400 = true;
+    let sim = Sim::start_with(config).await;
+    for _ in 0..5 {
+        let resp = sim
+            .send("GET", "/api/org", Auth::Basic("admin", "wrong"), None)
+            .await;
+        assert_eq!(resp.status, 400);
+        assert!(is_authn_body(&resp.body, "password-auth.failed"));
+    }
+    let locked = sim.admin("GET", "/api/org", None).await;
+    assert_eq!(locked.status, 401, "{}", locked.text);
+    assert_eq!(locked.body["statusCode"], 401);
+    assert!(is_authn_body(&locked.body, "login-attempt.blocked"));
+}
+
+// X-Grafana-Org-Id: 0 names no org: tokens keep their org, users get
+// their current org.
+#[tokio::test]
+async fn org_header_zero_names_no_org() {
+    let mut sim = Sim::with_estate(Profile::V10_4, two_orgs()).await;
+    let sa = sim.create_sa("bot", "Viewer").await;
+    let (_, token) = sim.create_token(sa, "t").await;
+    sim.org_header = Some(0);
+    let resp = sim
+        .send("GET", "/api/org", Auth::Bearer(&token), None)
+        .await;
+    assert_eq!((resp.status, resp.body["id"].clone()), (200, json!(1)));
+    let resp = sim.admin("GET", "/api/org", None).await;
+    assert_eq!((resp.status, resp.body["id"].clone()), (200, json!(1)));
+    let resp = sim
+        .send("GET", "/api/org?targetOrgId=0", Auth::Bearer(&token), None)
+        .await;
+    assert_eq!(resp.status, 200, "{}", resp.text);
+}

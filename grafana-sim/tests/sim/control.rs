@@ -4,7 +4,7 @@ use chrono::Duration;
 use grafana_sim::{AuthKind, Profile, SimConfig};
 use serde_json::json;
 
-use crate::common::{Auth, Sim};
+use crate::common::{timed, Auth, Sim};
 
 // Advancing the clock expires a token (expires <= now).
 #[tokio::test]
@@ -295,4 +295,85 @@ async fn shutdown_and_drop_stop_the_server() {
             "server still answers after stop (explicit={explicit})"
         );
     }
+}
+
+// Huge or overflowing clock moves answer 400 JSON, leave the clock put
+// and the simulator answering.
+#[tokio::test]
+async fn clock_advance_out_of_range_is_refused() {
+    let sim = Sim::start(Profile::V10_4).await;
+    let huge = [i64::MAX, i64::MIN, 400_000_000_000, -100_000_000_000];
+    for seconds in huge {
+        let body = Some(json!({ "seconds": seconds }));
+        let resp = sim
+            .send("POST", "/__sim/clock/advance", Auth::None, body)
+            .await;
+        assert_eq!(resp.status, 400, "{seconds}: {}", resp.text);
+        assert!(resp.body["error"].is_string(), "{seconds}: {}", resp.text);
+        let clock = sim.send("GET", "/__sim/clock", Auth::None, None).await;
+        assert_eq!(clock.body["offset_seconds"], 0);
+        let health = sim.send("GET", "/api/health", Auth::None, None).await;
+        assert_eq!(health.status, 200);
+    }
+    let err = sim.handle.try_advance_clock(Duration::days(4_000_000));
+    assert!(err.is_err());
+}
+
+// Out-of-range lifetimes in mutations, settings and token creation
+// answer 400 (or no limit) instead of panicking the handler.
+#[tokio::test]
+async fn out_of_range_lifetimes_do_not_panic() {
+    let sim = Sim::start(Profile::V10_4).await;
+    let sa = sim.create_sa("bot", "Viewer").await;
+    let m = json!({"op": "create_token", "service_account_id": sa, "name": "t",
+                   "seconds_to_live": i64::MAX});
+    let resp = sim.send("POST", "/__sim/mutate", Auth::None, Some(m)).await;
+    assert_eq!(resp.status, 400, "{}", resp.text);
+    let limit = json!({"token_expiration_day_limit": i64::MAX});
+    let resp = sim
+        .send("PUT", "/__sim/settings", Auth::None, Some(limit))
+        .await;
+    assert_eq!(resp.status, 200);
+    let path = format!("/api/serviceaccounts/{sa}/tokens");
+    let ok = json!({"name": "a", "secondsToLive": 3600});
+    assert_eq!(sim.admin("POST", &path, Some(ok)).await.status, 200);
+    let far = json!({"name": "b", "secondsToLive": i64::MAX});
+    let resp = sim.admin("POST", &path, Some(far)).await;
+    assert_eq!(resp.status, 400, "{}", resp.text);
+    sim.send("PUT", "/__sim/settings", Auth::None, Some(json!({})))
+        .await;
+    let far = json!({"name": "c", "secondsToLive": 400_000_000_000_i64});
+    let resp = sim.admin("POST", &path, Some(far)).await;
+    assert_eq!(resp.status, 400, "{}", resp.text);
+    let key = json!({"name": "k", "role": "Viewer", "secondsToLive": i64::MAX});
+    let resp = sim.admin("POST", "/api/auth/keys", Some(key)).await;
+    assert_eq!(resp.status, 400, "{}", resp.text);
+    assert_eq!(resp.body["message"], "Invalid API key expiration");
+}
+
+// `serve` with an estate that does not load exits with an error and never
+// logs "listening".
+#[tokio::test]
+async fn serve_logs_listening_only_after_the_estate_loads() {
+    let dir = std::env::temp_dir().join(format!("grafana-sim-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("bad-estate.json");
+    let estate = json!({"api_keys": [{"org": 99, "name": "k", "role": "Viewer"}]});
+    std::fs::write(&path, estate.to_string()).unwrap();
+    let bin = env!("CARGO_BIN_EXE_grafana-sim");
+    // Killed on drop, so a server that wrongly keeps running is stopped.
+    let child = tokio::process::Command::new(bin)
+        .args(["serve", "--listen", "127.0.0.1:0", "--estate"])
+        .arg(&path)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let output = timed(child.wait_with_output()).await.unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{stderr}");
+    assert!(stderr.contains("estate"), "{stderr}");
+    assert!(!stderr.contains("listening"), "{stderr}");
 }

@@ -294,3 +294,106 @@ async fn token_counts_per_era() {
         assert_eq!(get.body["tokens"], 300, "{profile}");
     }
 }
+
+// Key creation refuses role None where SA creation does (before 10.0).
+#[tokio::test]
+async fn key_create_role_none_per_profile() {
+    for (profile, want) in [
+        (Profile::V9_1, 400),
+        (Profile::V9_5, 400),
+        (Profile::V10_0, 200),
+        (Profile::V10_4, 200),
+    ] {
+        let sim = Sim::start(profile).await;
+        let body = json!({"name": "k", "role": "None"});
+        let resp = sim.admin("POST", "/api/auth/keys", Some(body)).await;
+        assert_eq!(resp.status, want, "{profile}: {}", resp.text);
+        if want == 400 {
+            let message = &resp.body["message"];
+            assert_eq!(message, "Invalid role specified", "{profile}");
+        }
+    }
+}
+
+// secondsUntilExpiration is written as Go writes a whole float64: no `.0`.
+#[tokio::test]
+async fn seconds_until_expiration_is_a_whole_number() {
+    let sim = Sim::start(Profile::V10_4).await;
+    let sa = sim.create_sa("bot", "Viewer").await;
+    let path = format!("/api/serviceaccounts/{sa}/tokens");
+    for (name, ttl) in [("a-soon", 3600), ("b-never", 0)] {
+        let body = json!({"name": name, "secondsToLive": ttl});
+        assert_eq!(sim.admin("POST", &path, Some(body)).await.status, 200);
+    }
+    let list = sim.admin("GET", &path, None).await;
+    let soon = &list.body[0]["secondsUntilExpiration"];
+    assert!(soon.is_u64() && soon.as_u64() > Some(3500), "{}", list.text);
+    let field = r#""secondsUntilExpiration":"#;
+    let values: Vec<&str> = list.text.split(field).skip(1).collect();
+    assert_eq!(values.len(), 2, "{}", list.text);
+    for value in values {
+        let number: String = value
+            .chars()
+            .take_while(|c| *c != ',' && *c != '}')
+            .collect();
+        assert!(number.chars().all(|c| c.is_ascii_digit()), "{number}");
+    }
+}
+
+// The org query is SQLite's `LIKE 'q%'`: case-insensitive for ASCII only.
+#[tokio::test]
+async fn org_query_is_case_insensitive_for_ascii() {
+    let orgs = json!({"orgs": [{"id": 2, "name": "Team-B"}, {"id": 3, "name": "payments"},
+                                {"id": 4, "name": "Équipe"}]});
+    let sim = Sim::with_estate(Profile::V10_4, orgs).await;
+    let ids = |body: &serde_json::Value| -> Vec<i64> {
+        let items = body.as_array().cloned().unwrap_or_default();
+        items.iter().filter_map(|o| o["id"].as_i64()).collect()
+    };
+    for (query, want) in [
+        ("team", vec![2]),
+        ("PAY", vec![3]),
+        ("main", vec![1]),
+        ("Équipe", vec![4]),
+        ("équipe", vec![]),
+        ("t_am", vec![2]),
+    ] {
+        let path = format!("/api/orgs?query={}", urlencode(query));
+        let resp = sim.admin("GET", &path, None).await;
+        assert_eq!(ids(&resp.body), want, "{query}: {}", resp.text);
+    }
+}
+
+fn urlencode(text: &str) -> String {
+    text.bytes().map(|b| format!("%{b:02X}")).collect()
+}
+
+// An external SA without a login gets `sa-<org>-extsvc-<name>` (§9.2).
+#[tokio::test]
+async fn external_service_account_login_is_derived() {
+    let estate = json!({"orgs": [{"id": 2, "name": "b"}],
+        "service_accounts": [{"org": 2, "name": "My Plugin", "role": "Admin",
+                              "external": true}]});
+    let sim = Sim::with_estate(Profile::V11_6, estate).await;
+    sim.handle.with_state(|state| {
+        let logins: Vec<String> = state
+            .users()
+            .filter(|u| u.service_account.is_some())
+            .map(|u| u.login.clone())
+            .collect();
+        assert_eq!(logins, ["sa-2-extsvc-my-plugin"]);
+    });
+}
+
+// A `v`-prefixed full version selects its profile and health reports it
+// without the `v`.
+#[tokio::test]
+async fn v_prefixed_version_is_reported_without_v() {
+    let config = SimConfig::for_version("v11.2.1").unwrap();
+    assert_eq!(config.profile, Profile::V10_4);
+    let sim = Sim::start_with(config).await;
+    let health = sim.send("GET", "/api/health", Auth::None, None).await;
+    assert_eq!(health.body["version"], "11.2.1", "{}", health.text);
+    let named = SimConfig::for_version("10.4").unwrap();
+    assert_eq!(named.version, None);
+}

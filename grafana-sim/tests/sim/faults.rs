@@ -5,7 +5,7 @@ use std::time::Instant;
 use grafana_sim::{FaultAction, FaultRule, Profile, Trigger};
 use serde_json::json;
 
-use crate::common::{timed, Sim};
+use crate::common::{timed, Auth, Sim};
 
 fn rule(method: &str, route: &str, action: FaultAction, trigger: Trigger) -> FaultRule {
     FaultRule {
@@ -195,4 +195,44 @@ async fn mutate_after_revokes_mid_run() {
         (after.status, after.body["messageId"].clone()),
         (401, json!("api-key.revoked"))
     );
+}
+
+// The control API refuses fault statuses other than 429/500/502/503/504
+// and routes that name no template, saying why.
+#[tokio::test]
+async fn invalid_fault_rules_are_refused() {
+    let sim = Sim::start(Profile::V10_4).await;
+    let status = |code| json!({"kind": "status", "status": code});
+    let once = json!({"kind": "once"});
+    let refused = [
+        json!({"route": "/api/org", "action": status(404), "trigger": once}),
+        json!({"route": "/api/nope", "action": status(500), "trigger": once}),
+        json!({"method": "GET", "route": "/api/serviceaccounts/migrate",
+               "action": status(500), "trigger": once}),
+        json!({"route": "POST /api/serviceaccounts/:id/tokenz",
+               "action": {"kind": "drop"}, "trigger": once}),
+    ];
+    for rule in refused {
+        let resp = sim
+            .send("POST", "/__sim/faults", Auth::None, Some(rule.clone()))
+            .await;
+        assert_eq!(resp.status, 400, "{rule}: {}", resp.text);
+        let text = resp.body["error"].as_str().unwrap_or_default();
+        let names_problem = text.contains("404") || text.contains("/api/serviceaccounts/search");
+        assert!(names_problem, "{text}");
+    }
+    let good = [
+        json!({"method": "POST", "route": "/api/serviceaccounts/:id/tokens",
+               "action": status(503), "trigger": once}),
+        json!({"route": "GET /api/org", "action": status(429), "trigger": once}),
+        json!({"action": {"kind": "drop"}, "trigger": once}),
+    ];
+    for rule in good {
+        let resp = sim
+            .send("POST", "/__sim/faults", Auth::None, Some(rule.clone()))
+            .await;
+        assert_eq!(resp.status, 200, "{rule}: {}", resp.text);
+    }
+    let listed = sim.send("GET", "/__sim/faults", Auth::None, None).await;
+    assert_eq!(listed.body.as_array().map(Vec::len), Some(3));
 }

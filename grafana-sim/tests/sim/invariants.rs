@@ -189,3 +189,34 @@ async fn search_query_and_disabled_filter() {
     assert_eq!(disabled.body["serviceAccounts"][0]["id"], a);
     assert_eq!(disabled.body["totalCount"], 1);
 }
+
+// Generated keys are used and expire only after creation, never used
+// after expiry; later rounds are suffixed -2, -3… as the README says.
+#[test]
+fn generated_estates_are_consistent() {
+    use grafana_sim::generate::{generate, GenerateConfig};
+    for seed in 0..20 {
+        let config = GenerateConfig {
+            orgs: 2,
+            keys_per_org: 300,
+            seed,
+            now: chrono::Utc::now(),
+        };
+        let estate = generate(&config);
+        for key in &estate.api_keys {
+            let created = key.created.expect("generated keys have created");
+            let used_in_time = key
+                .last_used
+                .is_none_or(|u| u >= created && key.expires.is_none_or(|e| u <= e));
+            assert!(used_in_time, "seed {seed}: {key:?}");
+            assert!(key.expires.is_none_or(|e| e >= created), "{key:?}");
+        }
+        let names: Vec<&str> = estate.api_keys.iter().map(|k| k.name.as_str()).collect();
+        assert!(names.contains(&"grafana-backup-2"), "seed {seed}");
+        assert!(!names.contains(&"grafana-backup-1"), "seed {seed}");
+        let mut unique = estate.api_keys.clone();
+        unique.sort_by(|a, b| (a.org, &a.name).cmp(&(b.org, &b.name)));
+        unique.dedup_by(|a, b| (a.org, &a.name) == (b.org, &b.name));
+        assert_eq!(unique.len(), estate.api_keys.len(), "seed {seed}");
+    }
+}
