@@ -179,6 +179,15 @@ impl Pass<'_> {
         let id = org.org.id;
         let config = &self.settings().cutover;
         let subject = format!("credential {} ({})", credential.key_id, credential.name);
+        if matches!(old, OldRow::Key(_)) && !self.key_use_reported {
+            // No `lastUsedAt` in the key list is no evidence of non-use.
+            let detail = format!(
+                "Grafana <9.5 does not report key use (version {version}): \
+                 confirm non-use by hand before revoking"
+            );
+            self.observe(FindingKind::CutoverUnjudged, id, subject, detail);
+            return Ok(());
+        }
         let used = evidence.last_used.map_or_else(
             || "never used".into(),
             |t| format!("last used {}", t.to_rfc3339()),

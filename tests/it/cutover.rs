@@ -100,3 +100,29 @@ async fn fc20_last_used_distrusted_on_10_1() {
         .count();
     assert_eq!(unjudged, 2, "{:?}", result.findings);
 }
+
+// Before 9.5 the key list has no lastUsedAt: no key is judged unused.
+#[tokio::test]
+async fn key_use_unreported_before_9_5() {
+    let world = World::start(Profile::V9_1, None, estate(keys()), WHEN_UNUSED).await;
+    world.migrate().await;
+    let writes = world.sim.write_count();
+
+    world.sim.advance_clock(Duration::days(60));
+    let result = world.reconcile(false).await;
+
+    assert_eq!(world.sim.write_count(), writes, "revoked a key of unknown use");
+    let cutover: Vec<_> = result
+        .findings
+        .iter()
+        .filter(|f| f.kind.as_str().starts_with("cutover-"))
+        .collect();
+    assert!(!cutover.is_empty(), "{:?}", result.findings);
+    for finding in &cutover {
+        assert_eq!(finding.kind.as_str(), "cutover-unjudged", "{finding:?}");
+        assert!(finding.detail.contains("does not report key use"), "{finding:?}");
+    }
+    for finding in &result.findings {
+        assert!(!finding.detail.contains("never used"), "{finding:?}");
+    }
+}
