@@ -232,6 +232,13 @@ impl Pass<'_> {
         found: Option<&Token>,
     ) -> Result<(), StepError> {
         let id = org.org.id;
+        if let (TokenDrift::Expiring, Some(old)) = (drift, found) {
+            if let Some(why) = self.rotation_futile(old) {
+                let detail = &mut self.findings[finding].detail;
+                detail.push_str(&format!("; rotation would not help: {why}"));
+                return Ok(());
+            }
+        }
         let result = self.replace_token(org, sa, watched, drift, found).await;
         let label = format!("token {} in {}", watched.token_id, subject(sa));
         match result {
@@ -273,6 +280,26 @@ impl Pass<'_> {
         Ok(format!(
             "new token {new} delivered; consumers must receive the new secret"
         ))
+    }
+
+    /// Why a successor of `old` would expire within the window too, if
+    /// it would: rotating then only churns tokens and secrets.
+    fn rotation_futile(&self, old: &Token) -> Option<String> {
+        let window = self.settings().reconcile.expiring_within;
+        let copied = same_lifetime(old).ok()?;
+        let limit = self.job().policy.max_token_lifetime;
+        let (lifetime, source) = match limit.map(|l| l.as_secs() as i64) {
+            Some(limit) if limit < copied => (limit, "the server's lifetime limit"),
+            _ => (copied, "copied from the old token"),
+        };
+        let window_secs = i64::try_from(window.as_secs()).unwrap_or(i64::MAX);
+        (lifetime <= window_secs).then(|| {
+            format!(
+                "a new token would live {} ({source}), within expiring_within ({})",
+                days(lifetime),
+                days(window_secs)
+            )
+        })
     }
 
     // The lifetime left to the credential the token stands for.
@@ -583,6 +610,15 @@ fn same_lifetime(old: &Token) -> Result<i64, StepError> {
         _ => Err(undelivered(
             "the token's lifetime is unknown; cannot rotate it",
         )),
+    }
+}
+
+// Whole days, else hours: enough to compare a lifetime with a window.
+fn days(seconds: i64) -> String {
+    match seconds {
+        s if s >= 86_400 && s % 86_400 == 0 => format!("{}d", s / 86_400),
+        s if s >= 86_400 => format!("{:.1}d", s as f64 / 86_400.0),
+        s => format!("{}h", s / 3600),
     }
 }
 

@@ -263,7 +263,8 @@ async fn token_expiring_rotated_and_expired_reported() {
         key("ci-a", SimRole::Editor, Some(1), None),
         key("ci-b", SimRole::Editor, Some(40), Some(10)),
     ];
-    let world = World::start(Profile::V11_3, None, estate(keys), FIX).await;
+    let extra = format!("[reconcile]\nexpiring_within = \"5d\"\n{FIX}");
+    let world = World::start(Profile::V11_3, None, estate(keys), &extra).await;
     world.migrate().await;
     let old = world
         .job
@@ -273,6 +274,8 @@ async fn token_expiring_rotated_and_expired_reported() {
         .unwrap();
     let old_token = old.replacement_token_id.unwrap();
 
+    // Four days left of a ten-day lifetime: a new token would help.
+    world.sim.advance_clock(chrono::Duration::days(6));
     let report = world.reconcile(false).await;
     assert!(
         kinds(&report).contains(&"token-expiring"),
@@ -476,4 +479,35 @@ async fn fc23_token_limit_frees_own_expired_tokens() {
         .notes
         .iter()
         .any(|n| n.contains("token limit")));
+}
+
+// A token whose successor would expire as soon is not rotated (churn).
+#[tokio::test]
+async fn rotation_that_cannot_help_is_not_made() {
+    let keys = vec![
+        key("ci-a", SimRole::Editor, Some(1), None),
+        key("ci-b", SimRole::Editor, Some(40), Some(10)),
+    ];
+    let world = World::start(Profile::V11_3, None, estate(keys), FIX).await;
+    world.migrate().await;
+    let key_id = world.key_id("ci-b");
+    let before = world.job.ledger.credential(1, key_id).unwrap().unwrap();
+    let writes = world.sim.write_count();
+
+    let result = world.reconcile(true).await;
+
+    assert_eq!(world.sim.write_count(), writes, "rotated to no effect");
+    let finding = result
+        .findings
+        .iter()
+        .find(|f| f.kind.as_str() == "token-expiring")
+        .expect("token-expiring reported");
+    assert!(finding.repaired.is_none());
+    assert!(
+        finding.detail.contains("rotation would not help"),
+        "{}",
+        finding.detail
+    );
+    let after = world.job.ledger.credential(1, key_id).unwrap().unwrap();
+    assert_eq!(after.replacement_token_id, before.replacement_token_id);
 }
