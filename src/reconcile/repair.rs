@@ -139,8 +139,9 @@ impl Pass<'_> {
         Ok(())
     }
 
-    /// An owned account answered 404: report it, and with `reissue`
-    /// recreate it and reissue its tokens (the old secrets are gone).
+    /// An owned account answered 404: report it, and only with
+    /// `sa_deleted = "recreate"` recreate it and reissue its tokens (the
+    /// old secrets are gone); a deletion may have been deliberate.
     pub(super) async fn account_deleted(
         &mut self,
         org: &OrgInventory,
@@ -154,8 +155,8 @@ impl Pass<'_> {
             watched.len()
         );
         let finding = self.observe(FindingKind::SaDeleted, id, subject(sa), detail);
-        let reissue = self.settings().reconcile.repair.token_missing;
-        if !self.rec.repair || reissue != crate::config::TokenMissingRepair::Reissue {
+        let recreate = self.settings().reconcile.repair.sa_deleted;
+        if !self.rec.repair || recreate != crate::config::SaDeletedRepair::Recreate {
             return Ok(());
         }
         match self.recreate(org, sa, &watched).await {

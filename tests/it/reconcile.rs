@@ -1,9 +1,11 @@
 //! Reconcile after a migration: each finding kind, report and repair.
 
 use grafana_sim::{Mutation, Profile, Role as SimRole};
+use keyshift::config::SaDeletedRepair;
+use keyshift::daemon::StopToken;
 use keyshift::ledger::{CredentialState, RunOutcome};
 
-use crate::flow::{estate, key, kinds, World};
+use crate::flow::{estate, key, kinds, within, World};
 
 const FIX: &str = r#"
 [reconcile.repair]
@@ -185,7 +187,22 @@ async fn fc18_sa_or_token_deleted_outside() {
     }
     let delivered = world.delivered();
 
-    let repaired = world.reconcile(true).await;
+    // token_missing = "reissue" does not bring back a deleted account.
+    let tokens_only = world.reconcile(true).await;
+    let deleted = tokens_only
+        .findings
+        .iter()
+        .find(|f| f.kind.as_str() == "sa-deleted")
+        .expect("sa-deleted still reported");
+    assert!(deleted.repaired.is_none(), "{deleted:?}");
+    assert_eq!(world.account_of("etl"), etl, "recreated without sa_deleted");
+    assert_eq!(world.delivered(), delivered + 2);
+
+    let mut recreate = world.reconciler(true);
+    recreate.settings.reconcile.repair.sa_deleted = SaDeletedRepair::Recreate;
+    let repaired = within("reconcile", recreate.run(&StopToken::never()))
+        .await
+        .unwrap();
     assert!(
         repaired
             .findings
@@ -386,7 +403,7 @@ async fn fc23_token_limit_frees_own_expired_tokens() {
     ];
     let extra = format!("{FIX}\n").replace(
         "[reconcile.repair]",
-        "[reconcile]\ntoken_limit = 99\n\n[reconcile.repair]",
+        "[reconcile]\ntoken_limit = 99\nexpiring_within = \"5d\"\n\n[reconcile.repair]",
     );
     let world = World::start(Profile::V11_3, None, estate(keys), &extra).await;
     world.migrate().await;
@@ -442,7 +459,8 @@ async fn fc23_token_limit_frees_own_expired_tokens() {
         max_tokens_per_service_account: Some(99),
         ..Default::default()
     });
-    world.sim.advance_clock(chrono::Duration::seconds(120));
+    // ci-b's token (ten-day lifetime) is then within five days of expiry.
+    world.sim.advance_clock(chrono::Duration::days(6));
     assert_eq!(world.sim.with_state(|s| s.tokens_of(ci).len()), 99);
 
     let report = world.reconcile(false).await;
