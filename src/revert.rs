@@ -13,7 +13,7 @@ use anyhow::Result;
 use chrono::Utc;
 use clap::Args;
 use serde_json::json;
-use tracing::{info, info_span, Instrument};
+use tracing::{info, info_span, warn, Instrument};
 
 use crate::apply::{recorded, StepError};
 use crate::cli::{print_report, Exit, Format};
@@ -344,7 +344,15 @@ impl Revert {
                     |_| json!({}),
                 )
                 .await?;
+                let name = ledger
+                    .tokens_of(org, *sa)?
+                    .into_iter()
+                    .find(|t| t.token_id == *token)
+                    .map(|t| t.name);
                 ledger.mark_token_deleted(org, *token)?;
+                if let Some(name) = name {
+                    self.retract(org, &name).await;
+                }
             }
             Step::DeleteAccount { sa, name } => {
                 let subject = json!({"id": sa, "name": name, "reason": "revert"});
@@ -385,6 +393,13 @@ impl Revert {
             }
         }
         Ok(())
+    }
+
+    // The token is gone; its file in the sink would be a dead secret.
+    async fn retract(&self, org: i64, name: &str) {
+        if let Err(error) = self.job.sink.retract(org, name).await {
+            warn!(org, token = name, error = %error, "token file not removed");
+        }
     }
 
     fn report(

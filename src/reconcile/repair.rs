@@ -6,6 +6,7 @@
 
 use chrono::{DateTime, Utc};
 use serde_json::json;
+use tracing::warn;
 
 use super::check::{subject, TokenDrift, Watched};
 use super::estate::OldRow;
@@ -200,6 +201,7 @@ impl Pass<'_> {
         ledger.mark_service_account_deleted(id, sa.sa_id)?;
         for token in ledger.tokens_of(id, sa.sa_id)? {
             ledger.mark_token_deleted(id, token.token_id)?;
+            self.retract(id, &token.name).await;
         }
         let new = ServiceAccountRecord {
             sa_id: created.id,
@@ -274,7 +276,10 @@ impl Pass<'_> {
         // a kept credential's original row waits for cut-over instead.
         let ledger = &self.job().ledger;
         match (drift, watched.owned) {
-            (TokenDrift::Deleted, true) => ledger.mark_token_deleted(id, watched.token_id)?,
+            (TokenDrift::Deleted, true) => {
+                ledger.mark_token_deleted(id, watched.token_id)?;
+                self.retract(id, &watched.name).await;
+            }
             (_, true) => self.delete_token(id, sa.sa_id, watched.token_id).await?,
             (_, false) => {}
         }
@@ -519,14 +524,24 @@ impl Pass<'_> {
         .await?;
         // Only tokens keyshift made are in the ledger's token table.
         let ledger = &self.job().ledger;
-        if ledger
+        let ours = ledger
             .tokens_of(org, sa)?
-            .iter()
-            .any(|t| t.token_id == token)
-        {
+            .into_iter()
+            .find(|t| t.token_id == token);
+        if let Some(ours) = ours {
             ledger.mark_token_deleted(org, token)?;
+            self.retract(org, &ours.name).await;
         }
         Ok(())
+    }
+
+    // A dead secret left in the sink would only mislead its consumers;
+    // failing to remove it is noted, not fatal: the token is gone anyway.
+    async fn retract(&mut self, org: i64, name: &str) {
+        if let Err(error) = self.job().sink.retract(org, name).await {
+            warn!(org, token = name, error = %error, "token file not removed");
+            self.notes.push(format!("org {org}: {error}; remove it by hand"));
+        }
     }
 
     /// Revokes a replaced credential at cut-over: deletes the legacy key,

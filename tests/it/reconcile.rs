@@ -196,7 +196,8 @@ async fn fc18_sa_or_token_deleted_outside() {
         .expect("sa-deleted still reported");
     assert!(deleted.repaired.is_none(), "{deleted:?}");
     assert_eq!(world.account_of("etl"), etl, "recreated without sa_deleted");
-    assert_eq!(world.delivered(), delivered + 2);
+    // ci-b's new file replaces its deleted token's; ci-a gets its first.
+    assert_eq!(world.delivered(), delivered + 1);
 
     let mut recreate = world.reconciler(true);
     recreate.settings.reconcile.repair.sa_deleted = SaDeletedRepair::Recreate;
@@ -217,8 +218,8 @@ async fn fc18_sa_or_token_deleted_outside() {
     assert!(world
         .sim
         .with_state(|s| s.service_account(1, new_etl).is_some()));
-    // etl-main, ci-b and ci-a each got a new secret.
-    assert_eq!(world.delivered(), delivered + 3);
+    // etl-main kept its secret in the deleted account: now it has a file.
+    assert_eq!(world.delivered(), delivered + 2);
     let ci_a = world.job.ledger.credential(1, kept).unwrap().unwrap();
     assert_eq!(ci_a.state, CredentialState::Reissued);
     let again = world.reconcile(false).await;
@@ -300,7 +301,10 @@ async fn token_expiring_rotated_and_expired_reported() {
         kinds(&report)
     );
 
+    let files = world.delivered();
     let rotated = world.reconcile(true).await;
+    // The new token's file replaces the deleted one's: no dead secret.
+    assert_eq!(world.delivered(), files, "the old token's file stayed");
     let finding = rotated
         .findings
         .iter()

@@ -44,9 +44,11 @@ async fn fc15_revert_keeps_account_with_foreign_token() {
         .iter()
         .any(|n| n.starts_with("would: delete token")));
 
+    assert_eq!(world.delivered(), 1);
     let report = revert(&world, Target::UseCase("backup".into()), false).await;
 
     assert!(!world.row_exists(t1));
+    assert_eq!(world.delivered(), 0, "the deleted token's file stayed");
     assert!(world
         .sim
         .with_state(|s| s.service_account(1, backup).is_some()));
