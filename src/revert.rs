@@ -466,10 +466,14 @@ fn describe(step: &Step) -> String {
 
 fn irreversible(label: &str, keys_gone: bool) -> String {
     let why = match keys_gone {
-        true => "its legacy key is gone and cannot be re-created on this version \
-                 (Grafana 11.3+ refuses new API keys)",
-        false => "its legacy key is gone and its secret with it; a new key would \
-                  have a new secret",
+        true => {
+            "its legacy key is gone and cannot be re-created on this version \
+                 (Grafana 11.3+ refuses new API keys)"
+        }
+        false => {
+            "its legacy key is gone and its secret with it; a new key would \
+                  have a new secret"
+        }
     };
     format!(
         "{label} cannot be reverted: {why}; its replacement was kept, with its \

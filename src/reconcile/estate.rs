@@ -238,7 +238,9 @@ impl Pass<'_> {
         };
         let client = self.job().client.clone();
         let Some(profile) = client.service_account(org, sa).await? else {
-            return Ok(Some(format!("its replacement's service account {sa} is gone")));
+            return Ok(Some(format!(
+                "its replacement's service account {sa} is gone"
+            )));
         };
         if profile.is_disabled {
             return Ok(Some(format!(

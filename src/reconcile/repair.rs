@@ -540,7 +540,8 @@ impl Pass<'_> {
     async fn retract(&mut self, org: i64, name: &str) {
         if let Err(error) = self.job().sink.retract(org, name).await {
             warn!(org, token = name, error = %error, "token file not removed");
-            self.notes.push(format!("org {org}: {error}; remove it by hand"));
+            self.notes
+                .push(format!("org {org}: {error}; remove it by hand"));
         }
     }
 

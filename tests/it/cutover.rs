@@ -111,7 +111,11 @@ async fn key_use_unreported_before_9_5() {
     world.sim.advance_clock(Duration::days(60));
     let result = world.reconcile(false).await;
 
-    assert_eq!(world.sim.write_count(), writes, "revoked a key of unknown use");
+    assert_eq!(
+        world.sim.write_count(),
+        writes,
+        "revoked a key of unknown use"
+    );
     let cutover: Vec<_> = result
         .findings
         .iter()
@@ -120,7 +124,10 @@ async fn key_use_unreported_before_9_5() {
     assert!(!cutover.is_empty(), "{:?}", result.findings);
     for finding in &cutover {
         assert_eq!(finding.kind.as_str(), "cutover-unjudged", "{finding:?}");
-        assert!(finding.detail.contains("does not report key use"), "{finding:?}");
+        assert!(
+            finding.detail.contains("does not report key use"),
+            "{finding:?}"
+        );
     }
     for finding in &result.findings {
         assert!(!finding.detail.contains("never used"), "{finding:?}");
@@ -143,7 +150,10 @@ async fn replacement_gone_blocks_revocation() {
     world.sim.advance_clock(Duration::days(9));
     let result = world.reconcile(false).await;
 
-    assert!(world.row_exists(c), "revoked a key whose replacement is gone");
+    assert!(
+        world.row_exists(c),
+        "revoked a key whose replacement is gone"
+    );
     assert_eq!(record(c).state, CredentialState::Reissued);
     let blocked = result
         .findings
@@ -170,7 +180,11 @@ async fn disabled_account_blocks_revocation() {
     world.sim.advance_clock(Duration::days(40));
     let result = world.reconcile(false).await;
 
-    assert_eq!(world.sim.write_count(), writes, "revoked into a disabled account");
+    assert_eq!(
+        world.sim.write_count(),
+        writes,
+        "revoked into a disabled account"
+    );
     let blocked: Vec<_> = result
         .findings
         .iter()

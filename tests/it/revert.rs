@@ -88,7 +88,10 @@ async fn fc15_revert_of_deleted_key_is_irreversible() {
     assert!(said.contains("replacement was kept"), "{said}");
     let record = world.job.ledger.credential(1, key_id).unwrap().unwrap();
     let token = record.replacement_token_id.unwrap();
-    assert!(world.row_exists(token), "the only working token was deleted");
+    assert!(
+        world.row_exists(token),
+        "the only working token was deleted"
+    );
     assert!(
         world
             .sim
@@ -106,7 +109,9 @@ async fn fc15_revert_of_deleted_key_is_irreversible() {
 #[tokio::test]
 async fn revert_after_cutover_keeps_replacement() {
     let keys = vec![key("grafana-backup", SimRole::Editor, Some(30), None)];
-    let extra = format!("{NEW_ACCOUNTS}[cutover]\npolicy = \"when-unused\"\nunused_for = \"7d\"\ngrace = \"1d\"\n");
+    let extra = format!(
+        "{NEW_ACCOUNTS}[cutover]\npolicy = \"when-unused\"\nunused_for = \"7d\"\ngrace = \"1d\"\n"
+    );
     let world = World::start(Profile::V11_3, None, estate(keys), &extra).await;
     world.migrate().await;
     let backup = world.account_of("backup");
@@ -121,7 +126,10 @@ async fn revert_after_cutover_keeps_replacement() {
 
     assert_eq!(world.sim.write_count(), writes, "revert changed Grafana");
     let token = record.replacement_token_id.unwrap();
-    assert!(world.row_exists(token), "the only working token was deleted");
+    assert!(
+        world.row_exists(token),
+        "the only working token was deleted"
+    );
     assert!(world
         .sim
         .with_state(|s| s.service_account(1, backup).is_some()));
