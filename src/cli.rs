@@ -44,6 +44,10 @@ pub enum Command {
     /// Undo what keyshift did for a use case or a credential
     Revert(crate::revert::RevertArgs),
     /// Reconcile on the config's schedule until stopped (the service)
+    ///
+    /// Makes the repairs `[reconcile.repair]` allows without --repair:
+    /// the config is the daemon's only switch. Leave every repair at
+    /// "report" for a daemon that only reports.
     Run,
     /// Print the report of a past run (default: the latest)
     Report(ReportArgs),

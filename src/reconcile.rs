@@ -179,6 +179,8 @@ pub(crate) struct Pass<'a> {
     writes: usize,
     notes: Vec<String>,
     stopped: bool,
+    /// The server reports `lastUsedAt` for legacy keys (9.5 on).
+    key_use_reported: bool,
 }
 
 impl<'a> Pass<'a> {
@@ -192,6 +194,7 @@ impl<'a> Pass<'a> {
             writes: 0,
             notes: Vec::new(),
             stopped: false,
+            key_use_reported: false,
         }
     }
 
@@ -209,6 +212,7 @@ impl<'a> Pass<'a> {
             .capabilities
             .version
             .map_or_else(|| "hidden".to_string(), |v| v.to_string());
+        self.key_use_reported = inventory.capabilities.reports_key_last_used;
         for org in &inventory.orgs {
             self.org(org, &version, stop).await?;
             if self.stopped {

@@ -5,12 +5,15 @@
 //! keyshift did not create (FC-15). An adopted `sa-autogen-*` account is
 //! renamed back. What cannot be undone is said plainly: Grafana 11.3+
 //! refuses to create legacy keys, and a deleted key's secret is gone.
+//! When the original is gone, its replacement is all its consumers have:
+//! it is kept and the credential is not reverted, so that a revert never
+//! leaves a member with no working credential.
 
 use anyhow::Result;
 use chrono::Utc;
 use clap::Args;
 use serde_json::json;
-use tracing::{info, info_span, Instrument};
+use tracing::{info, info_span, warn, Instrument};
 
 use crate::apply::{recorded, StepError};
 use crate::cli::{print_report, Exit, Format};
@@ -164,7 +167,9 @@ impl Revert {
             dry_run = self.dry_run,
             "revert done"
         );
-        Ok(self.report(run, started, &inventory.url, &plan))
+        let version = version.map_or_else(|| "hidden".into(), |v| v.to_string());
+        let server = (inventory.url.as_str(), version.as_str());
+        Ok(self.report(run, started, server, &plan))
     }
 
     fn plan(&self, org: &OrgInventory, keys_gone: bool, plan: &mut Plan) -> Result<(), JobError> {
@@ -207,35 +212,33 @@ impl Revert {
         keys_gone: bool,
         plan: &mut Plan,
     ) -> Result<(), JobError> {
-        let ledger = &self.job.ledger;
-        for token in ledger.tokens(Some(self.org))? {
-            if token.key_id == credential.key_id && token.deleted_at.is_none() {
+        let key = credential.key_id;
+        let label = format!("credential {key} ({})", credential.name);
+        let exists = crate::reconcile::old_row_exists(org, key);
+        match credential.state {
+            CredentialState::Kept => {}
+            CredentialState::Reissued if exists => {}
+            // The original is gone: the replacement is all its consumers
+            // have, so it stays and nothing is marked reverted.
+            CredentialState::Reissued | CredentialState::Revoked => {
+                plan.cannot.push(irreversible(&label, keys_gone));
+                return Ok(());
+            }
+            _ => return Ok(()),
+        }
+        for token in self.job.ledger.tokens(Some(self.org))? {
+            if token.key_id == key && token.deleted_at.is_none() {
                 plan.steps.push(Step::DeleteToken {
                     sa: token.sa_id,
                     token: token.token_id,
                 });
             }
         }
-        let key = credential.key_id;
-        let label = format!("credential {key} ({})", credential.name);
-        let exists = crate::reconcile::old_row_exists(org, key);
-        let (to, reason) = match credential.state {
-            CredentialState::Kept => (CredentialState::Reverted, None),
-            CredentialState::Reissued if exists => (CredentialState::Reverted, None),
-            CredentialState::Reissued => {
-                plan.cannot.push(irreversible(&label, keys_gone));
-                (
-                    CredentialState::Deleted,
-                    Some("gone when reverted".to_string()),
-                )
-            }
-            CredentialState::Revoked => {
-                plan.cannot.push(irreversible(&label, keys_gone));
-                return Ok(());
-            }
-            _ => return Ok(()),
-        };
-        plan.steps.push(Step::Mark { key, to, reason });
+        plan.steps.push(Step::Mark {
+            key,
+            to: CredentialState::Reverted,
+            reason: None,
+        });
         Ok(())
     }
 
@@ -341,7 +344,15 @@ impl Revert {
                     |_| json!({}),
                 )
                 .await?;
+                let name = ledger
+                    .tokens_of(org, *sa)?
+                    .into_iter()
+                    .find(|t| t.token_id == *token)
+                    .map(|t| t.name);
                 ledger.mark_token_deleted(org, *token)?;
+                if let Some(name) = name {
+                    self.retract(org, &name).await;
+                }
             }
             Step::DeleteAccount { sa, name } => {
                 let subject = json!({"id": sa, "name": name, "reason": "revert"});
@@ -384,11 +395,18 @@ impl Revert {
         Ok(())
     }
 
+    // The token is gone; its file in the sink would be a dead secret.
+    async fn retract(&self, org: i64, name: &str) {
+        if let Err(error) = self.job.sink.retract(org, name).await {
+            warn!(org, token = name, error = %error, "token file not removed");
+        }
+    }
+
     fn report(
         &self,
         run: RunId,
         started: chrono::DateTime<Utc>,
-        url: &str,
+        (url, version): (&str, &str),
         plan: &Plan,
     ) -> RunReport {
         let verb = if self.dry_run { "would" } else { "did" };
@@ -412,7 +430,7 @@ impl Revert {
             finished_at: Utc::now(),
             outcome,
             grafana_url: url.to_string(),
-            grafana_version: String::new(),
+            grafana_version: version.to_string(),
             counts: Counts::default(),
             orgs: Vec::new(),
             findings: Vec::new(),
@@ -447,16 +465,20 @@ fn describe(step: &Step) -> String {
 }
 
 fn irreversible(label: &str, keys_gone: bool) -> String {
-    match keys_gone {
-        true => format!(
-            "irreversible: {label}: legacy key gone and cannot be re-created on this \
-             version (Grafana 11.3+ refuses new API keys)"
-        ),
-        false => format!(
-            "irreversible: {label}: the legacy key is gone and its secret with it; \
-             a new key would have a new secret"
-        ),
-    }
+    let why = match keys_gone {
+        true => {
+            "its legacy key is gone and cannot be re-created on this version \
+                 (Grafana 11.3+ refuses new API keys)"
+        }
+        false => {
+            "its legacy key is gone and its secret with it; a new key would \
+                  have a new secret"
+        }
+    };
+    format!(
+        "{label} cannot be reverted: {why}; its replacement was kept, with its \
+         token and service account"
+    )
 }
 
 // Grafana 11.3 stopped creating legacy keys.

@@ -107,17 +107,21 @@ impl Delivery {
     /// Bytes outside `[A-Za-z0-9._-]` are percent-encoded, so a name can
     /// neither leave the directory nor collide with another name.
     pub fn file_name(&self) -> String {
-        let mut name = format!("org{}-", self.org_id);
-        for byte in self.token_name.bytes() {
-            if byte.is_ascii_alphanumeric() || matches!(byte, b'.' | b'_' | b'-') {
-                name.push(byte as char);
-            } else {
-                name.push_str(&format!("%{byte:02X}"));
-            }
-        }
-        name.push_str(".json");
-        name
+        file_name(self.org_id, &self.token_name)
     }
+}
+
+fn file_name(org_id: i64, token_name: &str) -> String {
+    let mut name = format!("org{org_id}-");
+    for byte in token_name.bytes() {
+        if byte.is_ascii_alphanumeric() || matches!(byte, b'.' | b'_' | b'-') {
+            name.push(byte as char);
+        } else {
+            name.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    name.push_str(".json");
+    name
 }
 
 /// How a sink command ended without success.
@@ -182,6 +186,15 @@ pub enum SinkError {
     #[error("cannot write token file {}", path.display())]
     Write {
         /// The file being written.
+        path: PathBuf,
+        /// What the operating system said.
+        #[source]
+        source: io::Error,
+    },
+    /// Removing a dead token's file failed.
+    #[error("cannot remove token file {}", path.display())]
+    Remove {
+        /// The file.
         path: PathBuf,
         /// What the operating system said.
         #[source]
@@ -278,6 +291,30 @@ impl Sink {
             Sink::Directory(sink) => sink.deliver(delivery.file_name(), document).await,
             Sink::Exec(sink) => sink.deliver(document, &delivery.secret).await,
         }
+    }
+}
+
+impl Sink {
+    /// Takes back the secret of a token keyshift deleted.
+    ///
+    /// A directory sink removes `org<id>-<name>.json` if it is there, so
+    /// that no dead secret is left for a consumer to pick up. A command
+    /// sink does nothing: it is only ever sent deliveries, and whoever
+    /// runs the command learns of the deletion from the report.
+    pub async fn retract(&self, org_id: i64, token_name: &str) -> Result<(), SinkError> {
+        let Sink::Directory(sink) = self else {
+            return Ok(());
+        };
+        let path = sink.dir.join(file_name(org_id, token_name));
+        run_blocking(move || match std::fs::remove_file(&path) {
+            Ok(()) => {
+                debug!(path = %path.display(), "token file removed");
+                Ok(())
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(source) => Err(SinkError::Remove { path, source }),
+        })
+        .await
     }
 }
 
@@ -629,6 +666,24 @@ mod tests {
             vec!["org3-ks-ci-17.json"],
             "no temporary file is left"
         );
+    }
+
+    // Retracting removes the token's file; a missing file is no error.
+    #[tokio::test]
+    async fn directory_retracts_file() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join("tokens");
+        let sink = Sink::from_config(&SinkConfig::Directory { path: dir.clone() });
+        deliver(&sink).await.unwrap();
+
+        let retract = sink.retract(3, "ks-ci-17");
+        let done = tokio::time::timeout(Duration::from_secs(20), retract).await;
+        done.unwrap().unwrap();
+
+        assert!(!dir.join("org3-ks-ci-17.json").exists());
+        let again = sink.retract(3, "ks-ci-17");
+        let done = tokio::time::timeout(Duration::from_secs(20), again).await;
+        assert!(done.unwrap().is_ok(), "a missing file must not fail");
     }
 
     // An existing directory that others can read is refused, not used.

@@ -614,6 +614,7 @@ fn repair(ctx: &Ctx<'_>, raw: RawRepair) -> Result<RepairPolicy, ConfigError> {
             raw.new_credentials,
             def::REPAIR_NEW_CREDENTIALS,
         )?,
+        sa_deleted: ctx.choice(&key("sa_deleted"), raw.sa_deleted, def::REPAIR_SA_DELETED)?,
     })
 }
 

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use super::sections::{
     CutoverPolicy, ExpiredPolicy, FixRepair, LifetimeLimitPolicy, LogLevel, NewCredentialsRepair,
-    TokenExpiringRepair, TokenMissingRepair,
+    SaDeletedRepair, TokenExpiringRepair, TokenMissingRepair,
 };
 use super::Environment;
 use crate::telemetry::LogFormat;
@@ -56,6 +56,7 @@ pub const REPAIR_NAME_CHANGED: FixRepair = FixRepair::Report;
 pub const REPAIR_TOKEN_MISSING: TokenMissingRepair = TokenMissingRepair::Report;
 pub const REPAIR_TOKEN_EXPIRING: TokenExpiringRepair = TokenExpiringRepair::Report;
 pub const REPAIR_NEW_CREDENTIALS: NewCredentialsRepair = NewCredentialsRepair::Report;
+pub const REPAIR_SA_DELETED: SaDeletedRepair = SaDeletedRepair::Report;
 
 pub const CATCH_UP: bool = true;
 pub const WATCHDOG: bool = true;

@@ -190,6 +190,7 @@ pub struct RawRepair {
     pub token_missing: Option<String>,
     pub token_expiring: Option<String>,
     pub new_credentials: Option<String>,
+    pub sa_deleted: Option<String>,
 }
 
 /// `[daemon]`.

@@ -302,6 +302,16 @@ choice_enum! {
 }
 
 choice_enum! {
+    /// Repair for a service account deleted outside keyshift.
+    pub enum SaDeletedRepair {
+        /// Record the finding only: someone may have meant it.
+        Report => "report",
+        /// Create it again and reissue its tokens through the sink.
+        Recreate => "recreate",
+    }
+}
+
+choice_enum! {
     /// Repair for a token expiring soon.
     pub enum TokenExpiringRepair {
         /// Record the finding only.
@@ -334,6 +344,8 @@ pub struct RepairPolicy {
     pub token_expiring: TokenExpiringRepair,
     /// New legacy credentials appeared.
     pub new_credentials: NewCredentialsRepair,
+    /// An owned service account was deleted.
+    pub sa_deleted: SaDeletedRepair,
 }
 
 /// `[reconcile]`: drift detection and its schedule.

@@ -77,6 +77,9 @@ pub struct Capabilities {
     pub converts_keys_at_startup: bool,
     /// `lastUsedAt` is not updated reliably (10.1 and 10.2).
     pub last_used_unreliable: bool,
+    /// The legacy key list carries `lastUsedAt` (9.5 on); before, a
+    /// missing field says nothing about use.
+    pub reports_key_last_used: bool,
 }
 
 impl Capabilities {
@@ -92,6 +95,7 @@ impl Capabilities {
             has_role_none: at_least(10, 2, 0),
             converts_keys_at_startup: at_least(11, 6, 0),
             last_used_unreliable: at_least(10, 1, 0) && !at_least(10, 3, 0),
+            reports_key_last_used: at_least(9, 5, 0),
         }
     }
 
@@ -107,6 +111,8 @@ impl Capabilities {
             has_role_none: true,
             converts_keys_at_startup: !has_keys_api,
             last_used_unreliable: false,
+            // A hidden version may be older than 9.5: assume no report.
+            reports_key_last_used: false,
         }
     }
 
@@ -170,6 +176,8 @@ mod tests {
         assert!(caps("12.0.3").has_keys_api && !caps("12.1.0").has_keys_api);
         assert!(caps("10.1.5").last_used_unreliable && !caps("10.3.0").last_used_unreliable);
         assert!(!caps("9.0.9").is_supported() && caps("9.1.0").is_supported());
+        assert!(!caps("9.4.7").reports_key_last_used && caps("9.5.0").reports_key_last_used);
+        assert!(!Capabilities::probed(true).reports_key_last_used);
     }
 
     // Login derivation per §9.2, including the first "--" collapse.

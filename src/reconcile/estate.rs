@@ -179,6 +179,15 @@ impl Pass<'_> {
         let id = org.org.id;
         let config = &self.settings().cutover;
         let subject = format!("credential {} ({})", credential.key_id, credential.name);
+        if matches!(old, OldRow::Key(_)) && !self.key_use_reported {
+            // No `lastUsedAt` in the key list is no evidence of non-use.
+            let detail = format!(
+                "Grafana <9.5 does not report key use (version {version}): \
+                 confirm non-use by hand before revoking"
+            );
+            self.observe(FindingKind::CutoverUnjudged, id, subject, detail);
+            return Ok(());
+        }
         let used = evidence.last_used.map_or_else(
             || "never used".into(),
             |t| format!("last used {}", t.to_rfc3339()),
@@ -205,9 +214,52 @@ impl Pass<'_> {
                 let detail = format!("{used}; ready to revoke (policy never){breaks}");
                 self.observe(FindingKind::CutoverReady, id, subject, detail);
             }
-            Verdict::Qualifies => self.revoke(org, credential, old, &used, &breaks).await?,
+            Verdict::Qualifies => match self.replacement_fault(id, credential).await? {
+                Some(fault) => {
+                    let detail = format!("{used}; not revoked: {fault}");
+                    self.observe(FindingKind::CutoverBlocked, id, subject, detail);
+                }
+                None => self.revoke(org, credential, old, &used, &breaks).await?,
+            },
         }
         Ok(())
+    }
+
+    /// Why the replacement of `credential` cannot stand in for it, if it
+    /// cannot: revoking the old row would leave its consumers nothing.
+    async fn replacement_fault(
+        &self,
+        org: i64,
+        credential: &CredentialRecord,
+    ) -> Result<Option<String>, StepError> {
+        let (Some(sa), Some(token)) = (credential.target_sa_id, credential.replacement_token_id)
+        else {
+            return Ok(Some("the ledger records no replacement token".into()));
+        };
+        let client = self.job().client.clone();
+        let Some(profile) = client.service_account(org, sa).await? else {
+            return Ok(Some(format!(
+                "its replacement's service account {sa} is gone"
+            )));
+        };
+        if profile.is_disabled {
+            return Ok(Some(format!(
+                "its replacement's service account {sa} is disabled"
+            )));
+        }
+        let listing = client.tokens(org, sa).await?;
+        let found = listing.items.iter().find(|t| t.id == token);
+        Ok(match found {
+            None if listing.maybe_truncated => Some(format!(
+                "replacement token {token} is not in a token list at Grafana's cap"
+            )),
+            None => Some(format!("replacement token {token} is gone")),
+            Some(t) if t.is_revoked == Some(true) => {
+                Some(format!("replacement token {token} is revoked"))
+            }
+            Some(t) if self.is_expired(t) => Some(format!("replacement token {token} has expired")),
+            Some(_) => None,
+        })
     }
 
     /// Migrates what appeared when the config asks for it, as its own

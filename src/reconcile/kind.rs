@@ -22,6 +22,7 @@
 //! | `cutover-ready`       | info     | it could be revoked; the policy says `never`    |
 //! | `cutover-waiting`     | info     | still in its grace or unused period             |
 //! | `cutover-unjudged`    | info     | `lastUsedAt` is not trusted on this version     |
+//! | `cutover-blocked`     | warning  | it qualifies, but its replacement does not work |
 //! | `repair-failed`       | critical | a repair was attempted and failed               |
 //!
 //! A finding of warning or above that was not repaired makes the run need
@@ -84,6 +85,7 @@ kinds! {
     CutoverReady => "cutover-ready", Info;
     CutoverWaiting => "cutover-waiting", Info;
     CutoverUnjudged => "cutover-unjudged", Info;
+    CutoverBlocked => "cutover-blocked", Warning;
     RepairFailed => "repair-failed", Critical;
 }
 

@@ -6,6 +6,7 @@
 
 use chrono::{DateTime, Utc};
 use serde_json::json;
+use tracing::warn;
 
 use super::check::{subject, TokenDrift, Watched};
 use super::estate::OldRow;
@@ -139,8 +140,9 @@ impl Pass<'_> {
         Ok(())
     }
 
-    /// An owned account answered 404: report it, and with `reissue`
-    /// recreate it and reissue its tokens (the old secrets are gone).
+    /// An owned account answered 404: report it, and only with
+    /// `sa_deleted = "recreate"` recreate it and reissue its tokens (the
+    /// old secrets are gone); a deletion may have been deliberate.
     pub(super) async fn account_deleted(
         &mut self,
         org: &OrgInventory,
@@ -154,8 +156,8 @@ impl Pass<'_> {
             watched.len()
         );
         let finding = self.observe(FindingKind::SaDeleted, id, subject(sa), detail);
-        let reissue = self.settings().reconcile.repair.token_missing;
-        if !self.rec.repair || reissue != crate::config::TokenMissingRepair::Reissue {
+        let recreate = self.settings().reconcile.repair.sa_deleted;
+        if !self.rec.repair || recreate != crate::config::SaDeletedRepair::Recreate {
             return Ok(());
         }
         match self.recreate(org, sa, &watched).await {
@@ -199,6 +201,7 @@ impl Pass<'_> {
         ledger.mark_service_account_deleted(id, sa.sa_id)?;
         for token in ledger.tokens_of(id, sa.sa_id)? {
             ledger.mark_token_deleted(id, token.token_id)?;
+            self.retract(id, &token.name).await;
         }
         let new = ServiceAccountRecord {
             sa_id: created.id,
@@ -232,6 +235,13 @@ impl Pass<'_> {
         found: Option<&Token>,
     ) -> Result<(), StepError> {
         let id = org.org.id;
+        if let (TokenDrift::Expiring, Some(old)) = (drift, found) {
+            if let Some(why) = self.rotation_futile(old) {
+                let detail = &mut self.findings[finding].detail;
+                detail.push_str(&format!("; rotation would not help: {why}"));
+                return Ok(());
+            }
+        }
         let result = self.replace_token(org, sa, watched, drift, found).await;
         let label = format!("token {} in {}", watched.token_id, subject(sa));
         match result {
@@ -266,13 +276,36 @@ impl Pass<'_> {
         // a kept credential's original row waits for cut-over instead.
         let ledger = &self.job().ledger;
         match (drift, watched.owned) {
-            (TokenDrift::Deleted, true) => ledger.mark_token_deleted(id, watched.token_id)?,
+            (TokenDrift::Deleted, true) => {
+                ledger.mark_token_deleted(id, watched.token_id)?;
+                self.retract(id, &watched.name).await;
+            }
             (_, true) => self.delete_token(id, sa.sa_id, watched.token_id).await?,
             (_, false) => {}
         }
         Ok(format!(
             "new token {new} delivered; consumers must receive the new secret"
         ))
+    }
+
+    /// Why a successor of `old` would expire within the window too, if
+    /// it would: rotating then only churns tokens and secrets.
+    fn rotation_futile(&self, old: &Token) -> Option<String> {
+        let window = self.settings().reconcile.expiring_within;
+        let copied = same_lifetime(old).ok()?;
+        let limit = self.job().policy.max_token_lifetime;
+        let (lifetime, source) = match limit.map(|l| l.as_secs() as i64) {
+            Some(limit) if limit < copied => (limit, "the server's lifetime limit"),
+            _ => (copied, "copied from the old token"),
+        };
+        let window_secs = i64::try_from(window.as_secs()).unwrap_or(i64::MAX);
+        (lifetime <= window_secs).then(|| {
+            format!(
+                "a new token would live {} ({source}), within expiring_within ({})",
+                days(lifetime),
+                days(window_secs)
+            )
+        })
     }
 
     // The lifetime left to the credential the token stands for.
@@ -491,14 +524,25 @@ impl Pass<'_> {
         .await?;
         // Only tokens keyshift made are in the ledger's token table.
         let ledger = &self.job().ledger;
-        if ledger
+        let ours = ledger
             .tokens_of(org, sa)?
-            .iter()
-            .any(|t| t.token_id == token)
-        {
+            .into_iter()
+            .find(|t| t.token_id == token);
+        if let Some(ours) = ours {
             ledger.mark_token_deleted(org, token)?;
+            self.retract(org, &ours.name).await;
         }
         Ok(())
+    }
+
+    // A dead secret left in the sink would only mislead its consumers;
+    // failing to remove it is noted, not fatal: the token is gone anyway.
+    async fn retract(&mut self, org: i64, name: &str) {
+        if let Err(error) = self.job().sink.retract(org, name).await {
+            warn!(org, token = name, error = %error, "token file not removed");
+            self.notes
+                .push(format!("org {org}: {error}; remove it by hand"));
+        }
     }
 
     /// Revokes a replaced credential at cut-over: deletes the legacy key,
@@ -583,6 +627,15 @@ fn same_lifetime(old: &Token) -> Result<i64, StepError> {
         _ => Err(undelivered(
             "the token's lifetime is unknown; cannot rotate it",
         )),
+    }
+}
+
+// Whole days, else hours: enough to compare a lifetime with a window.
+fn days(seconds: i64) -> String {
+    match seconds {
+        s if s >= 86_400 && s % 86_400 == 0 => format!("{}d", s / 86_400),
+        s if s >= 86_400 => format!("{:.1}d", s as f64 / 86_400.0),
+        s => format!("{}h", s / 3600),
     }
 }
 

@@ -100,3 +100,96 @@ async fn fc20_last_used_distrusted_on_10_1() {
         .count();
     assert_eq!(unjudged, 2, "{:?}", result.findings);
 }
+
+// Before 9.5 the key list has no lastUsedAt: no key is judged unused.
+#[tokio::test]
+async fn key_use_unreported_before_9_5() {
+    let world = World::start(Profile::V9_1, None, estate(keys()), WHEN_UNUSED).await;
+    world.migrate().await;
+    let writes = world.sim.write_count();
+
+    world.sim.advance_clock(Duration::days(60));
+    let result = world.reconcile(false).await;
+
+    assert_eq!(
+        world.sim.write_count(),
+        writes,
+        "revoked a key of unknown use"
+    );
+    let cutover: Vec<_> = result
+        .findings
+        .iter()
+        .filter(|f| f.kind.as_str().starts_with("cutover-"))
+        .collect();
+    assert!(!cutover.is_empty(), "{:?}", result.findings);
+    for finding in &cutover {
+        assert_eq!(finding.kind.as_str(), "cutover-unjudged", "{finding:?}");
+        assert!(
+            finding.detail.contains("does not report key use"),
+            "{finding:?}"
+        );
+    }
+    for finding in &result.findings {
+        assert!(!finding.detail.contains("never used"), "{finding:?}");
+    }
+}
+
+// A key whose replacement token is gone is not revoked: it is the only
+// working credential left; a healthy one beside it is.
+#[tokio::test]
+async fn replacement_gone_blocks_revocation() {
+    let world = World::start(Profile::V11_3, None, estate(keys()), WHEN_UNUSED).await;
+    world.migrate().await;
+    let (b, c) = (world.key_id("ci-b"), world.key_id("ci-c"));
+    let record = |id| world.job.ledger.credential(1, id).unwrap().unwrap();
+    let token = record(c).replacement_token_id.expect("c was replaced");
+    world
+        .sim
+        .mutate(Mutation::DeleteToken { id: token })
+        .unwrap();
+    world.sim.advance_clock(Duration::days(9));
+    let result = world.reconcile(false).await;
+
+    assert!(
+        world.row_exists(c),
+        "revoked a key whose replacement is gone"
+    );
+    assert_eq!(record(c).state, CredentialState::Reissued);
+    let blocked = result
+        .findings
+        .iter()
+        .find(|f| f.kind.as_str() == "cutover-blocked")
+        .expect("a cutover-blocked finding");
+    assert!(blocked.detail.contains("is gone"), "{}", blocked.detail);
+    assert!(blocked.needs_attention());
+    assert!(!world.row_exists(b), "a healthy cut-over was blocked");
+}
+
+// No key is revoked while its replacement's account is disabled.
+#[tokio::test]
+async fn disabled_account_blocks_revocation() {
+    let world = World::start(Profile::V11_3, None, estate(keys()), WHEN_UNUSED).await;
+    world.migrate().await;
+    let writes = world.sim.write_count();
+    let sa = world.account_of("ci");
+    let disable = Mutation::SetServiceAccountDisabled {
+        id: sa,
+        disabled: true,
+    };
+    world.sim.mutate(disable).unwrap();
+    world.sim.advance_clock(Duration::days(40));
+    let result = world.reconcile(false).await;
+
+    assert_eq!(
+        world.sim.write_count(),
+        writes,
+        "revoked into a disabled account"
+    );
+    let blocked: Vec<_> = result
+        .findings
+        .iter()
+        .filter(|f| f.kind.as_str() == "cutover-blocked")
+        .collect();
+    assert_eq!(blocked.len(), 2, "{:?}", result.findings);
+    assert!(blocked.iter().all(|f| f.detail.contains("disabled")));
+}

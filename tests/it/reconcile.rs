@@ -1,9 +1,11 @@
 //! Reconcile after a migration: each finding kind, report and repair.
 
 use grafana_sim::{Mutation, Profile, Role as SimRole};
+use keyshift::config::SaDeletedRepair;
+use keyshift::daemon::StopToken;
 use keyshift::ledger::{CredentialState, RunOutcome};
 
-use crate::flow::{estate, key, kinds, World};
+use crate::flow::{estate, key, kinds, within, World};
 
 const FIX: &str = r#"
 [reconcile.repair]
@@ -185,7 +187,23 @@ async fn fc18_sa_or_token_deleted_outside() {
     }
     let delivered = world.delivered();
 
-    let repaired = world.reconcile(true).await;
+    // token_missing = "reissue" does not bring back a deleted account.
+    let tokens_only = world.reconcile(true).await;
+    let deleted = tokens_only
+        .findings
+        .iter()
+        .find(|f| f.kind.as_str() == "sa-deleted")
+        .expect("sa-deleted still reported");
+    assert!(deleted.repaired.is_none(), "{deleted:?}");
+    assert_eq!(world.account_of("etl"), etl, "recreated without sa_deleted");
+    // ci-b's new file replaces its deleted token's; ci-a gets its first.
+    assert_eq!(world.delivered(), delivered + 1);
+
+    let mut recreate = world.reconciler(true);
+    recreate.settings.reconcile.repair.sa_deleted = SaDeletedRepair::Recreate;
+    let repaired = within("reconcile", recreate.run(&StopToken::never()))
+        .await
+        .unwrap();
     assert!(
         repaired
             .findings
@@ -200,8 +218,8 @@ async fn fc18_sa_or_token_deleted_outside() {
     assert!(world
         .sim
         .with_state(|s| s.service_account(1, new_etl).is_some()));
-    // etl-main, ci-b and ci-a each got a new secret.
-    assert_eq!(world.delivered(), delivered + 3);
+    // etl-main kept its secret in the deleted account: now it has a file.
+    assert_eq!(world.delivered(), delivered + 2);
     let ci_a = world.job.ledger.credential(1, kept).unwrap().unwrap();
     assert_eq!(ci_a.state, CredentialState::Reissued);
     let again = world.reconcile(false).await;
@@ -263,7 +281,8 @@ async fn token_expiring_rotated_and_expired_reported() {
         key("ci-a", SimRole::Editor, Some(1), None),
         key("ci-b", SimRole::Editor, Some(40), Some(10)),
     ];
-    let world = World::start(Profile::V11_3, None, estate(keys), FIX).await;
+    let extra = format!("[reconcile]\nexpiring_within = \"5d\"\n{FIX}");
+    let world = World::start(Profile::V11_3, None, estate(keys), &extra).await;
     world.migrate().await;
     let old = world
         .job
@@ -273,6 +292,8 @@ async fn token_expiring_rotated_and_expired_reported() {
         .unwrap();
     let old_token = old.replacement_token_id.unwrap();
 
+    // Four days left of a ten-day lifetime: a new token would help.
+    world.sim.advance_clock(chrono::Duration::days(6));
     let report = world.reconcile(false).await;
     assert!(
         kinds(&report).contains(&"token-expiring"),
@@ -280,7 +301,10 @@ async fn token_expiring_rotated_and_expired_reported() {
         kinds(&report)
     );
 
+    let files = world.delivered();
     let rotated = world.reconcile(true).await;
+    // The new token's file replaces the deleted one's: no dead secret.
+    assert_eq!(world.delivered(), files, "the old token's file stayed");
     let finding = rotated
         .findings
         .iter()
@@ -383,7 +407,7 @@ async fn fc23_token_limit_frees_own_expired_tokens() {
     ];
     let extra = format!("{FIX}\n").replace(
         "[reconcile.repair]",
-        "[reconcile]\ntoken_limit = 99\n\n[reconcile.repair]",
+        "[reconcile]\ntoken_limit = 99\nexpiring_within = \"5d\"\n\n[reconcile.repair]",
     );
     let world = World::start(Profile::V11_3, None, estate(keys), &extra).await;
     world.migrate().await;
@@ -439,7 +463,8 @@ async fn fc23_token_limit_frees_own_expired_tokens() {
         max_tokens_per_service_account: Some(99),
         ..Default::default()
     });
-    world.sim.advance_clock(chrono::Duration::seconds(120));
+    // ci-b's token (ten-day lifetime) is then within five days of expiry.
+    world.sim.advance_clock(chrono::Duration::days(6));
     assert_eq!(world.sim.with_state(|s| s.tokens_of(ci).len()), 99);
 
     let report = world.reconcile(false).await;
@@ -476,4 +501,35 @@ async fn fc23_token_limit_frees_own_expired_tokens() {
         .notes
         .iter()
         .any(|n| n.contains("token limit")));
+}
+
+// A token whose successor would expire as soon is not rotated (churn).
+#[tokio::test]
+async fn rotation_that_cannot_help_is_not_made() {
+    let keys = vec![
+        key("ci-a", SimRole::Editor, Some(1), None),
+        key("ci-b", SimRole::Editor, Some(40), Some(10)),
+    ];
+    let world = World::start(Profile::V11_3, None, estate(keys), FIX).await;
+    world.migrate().await;
+    let key_id = world.key_id("ci-b");
+    let before = world.job.ledger.credential(1, key_id).unwrap().unwrap();
+    let writes = world.sim.write_count();
+
+    let result = world.reconcile(true).await;
+
+    assert_eq!(world.sim.write_count(), writes, "rotated to no effect");
+    let finding = result
+        .findings
+        .iter()
+        .find(|f| f.kind.as_str() == "token-expiring")
+        .expect("token-expiring reported");
+    assert!(finding.repaired.is_none());
+    assert!(
+        finding.detail.contains("rotation would not help"),
+        "{}",
+        finding.detail
+    );
+    let after = world.job.ledger.credential(1, key_id).unwrap().unwrap();
+    assert_eq!(after.replacement_token_id, before.replacement_token_id);
 }

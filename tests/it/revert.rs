@@ -44,9 +44,11 @@ async fn fc15_revert_keeps_account_with_foreign_token() {
         .iter()
         .any(|n| n.starts_with("would: delete token")));
 
+    assert_eq!(world.delivered(), 1);
     let report = revert(&world, Target::UseCase("backup".into()), false).await;
 
     assert!(!world.row_exists(t1));
+    assert_eq!(world.delivered(), 0, "the deleted token's file stayed");
     assert!(world
         .sim
         .with_state(|s| s.service_account(1, backup).is_some()));
@@ -82,14 +84,57 @@ async fn fc15_revert_of_deleted_key_is_irreversible() {
         said.contains("cannot be re-created on this version"),
         "{said}"
     );
+    // The replacement is now the only working credential: it stays.
+    assert!(said.contains("replacement was kept"), "{said}");
+    let record = world.job.ledger.credential(1, key_id).unwrap().unwrap();
+    let token = record.replacement_token_id.unwrap();
+    assert!(
+        world.row_exists(token),
+        "the only working token was deleted"
+    );
     assert!(
         world
             .sim
-            .with_state(|s| s.service_account(1, backup).is_none()),
-        "an account keyshift created and emptied was kept"
+            .with_state(|s| s.service_account(1, backup).is_some()),
+        "the account of the only working token was deleted"
     );
+    assert_eq!(record.state, CredentialState::Reissued);
     let requests = world.sim.requests();
     assert!(!requests
         .iter()
         .any(|r| r.method == "POST" && r.route == "/api/auth/keys"));
+}
+
+// A key revoked at cut-over cannot come back: its replacement stays.
+#[tokio::test]
+async fn revert_after_cutover_keeps_replacement() {
+    let keys = vec![key("grafana-backup", SimRole::Editor, Some(30), None)];
+    let extra = format!(
+        "{NEW_ACCOUNTS}[cutover]\npolicy = \"when-unused\"\nunused_for = \"7d\"\ngrace = \"1d\"\n"
+    );
+    let world = World::start(Profile::V11_3, None, estate(keys), &extra).await;
+    world.migrate().await;
+    let backup = world.account_of("backup");
+    let key_id = world.key_id("grafana-backup");
+    world.sim.advance_clock(chrono::Duration::days(9));
+    world.reconcile(false).await;
+    let record = world.job.ledger.credential(1, key_id).unwrap().unwrap();
+    assert_eq!(record.state, CredentialState::Revoked);
+    let writes = world.sim.write_count();
+
+    let report = revert(&world, Target::UseCase("backup".into()), false).await;
+
+    assert_eq!(world.sim.write_count(), writes, "revert changed Grafana");
+    let token = record.replacement_token_id.unwrap();
+    assert!(
+        world.row_exists(token),
+        "the only working token was deleted"
+    );
+    assert!(world
+        .sim
+        .with_state(|s| s.service_account(1, backup).is_some()));
+    let said = report.needs_human.join("\n");
+    assert!(said.contains("cannot be reverted"), "{said}");
+    assert_eq!(report.outcome, RunOutcome::Attention);
+    assert_eq!(report.grafana_version, "11.3.1");
 }
