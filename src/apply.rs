@@ -699,12 +699,31 @@ impl<'a> UseCaseRun<'a> {
             |_| json!({}),
         )
         .await?;
+        let name = self.token_name(sa, token_id)?;
         // A token made by a run that stopped before recording it is not in
         // the ledger; deleting it is all there is to do.
         match self.ledger().mark_token_deleted(org, token_id) {
-            Err(LedgerError::UnknownToken { .. }) | Ok(()) => Ok(()),
-            Err(error) => Err(error.into()),
+            Err(LedgerError::UnknownToken { .. }) | Ok(()) => {}
+            Err(error) => return Err(error.into()),
         }
+        // A file left behind would hold a dead secret.
+        if let Some(name) = name {
+            if let Err(error) = self.applier.sink.retract(org, &name).await {
+                warn!(org, token = token_id, error = %error, "cannot remove a dead token's file");
+            }
+        }
+        Ok(())
+    }
+
+    // The name of a token, from the ledger or from discovery.
+    fn token_name(&self, sa: i64, token_id: i64) -> Result<Option<String>, StepError> {
+        let recorded = self.ledger().tokens_of(self.org_id(), sa)?;
+        if let Some(token) = recorded.into_iter().find(|t| t.token_id == token_id) {
+            return Ok(Some(token.name));
+        }
+        let listed = self.org.account(sa).map(|a| &a.tokens.items);
+        let found = listed.and_then(|items| items.iter().find(|t| t.id == token_id));
+        Ok(found.map(|t| t.name.clone()))
     }
 
     async fn park(&mut self, key_id: i64, key_name: &str) -> Result<(), StepError> {

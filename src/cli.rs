@@ -240,6 +240,9 @@ async fn reconcile(cli: &Cli, args: &ReconcileArgs) -> Result<Exit> {
     let config = load(cli)?;
     let reconciler = app::reconciler(&config, &args.selection.orgs, "cli", args.repair)?;
     let result = reconciler.run(&crate::daemon::StopToken::never()).await?;
+    for nested in &result.nested {
+        app::reports(&config).write(nested)?;
+    }
     let path = app::reports(&config).write(&result.report)?;
     print_report(&result.report, args.selection.format)?;
     eprintln!("report: {}", path.display());

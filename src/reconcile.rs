@@ -108,6 +108,9 @@ pub struct ReconcileResult {
     pub findings: Vec<Observed>,
     /// Calls that changed Grafana.
     pub writes: usize,
+    /// Reports of runs this one started (the migration of new
+    /// credentials), to be written beside its own.
+    pub nested: Vec<RunReport>,
 }
 
 impl Reconciler {
@@ -165,6 +168,7 @@ impl Reconciler {
             report,
             findings: pass.findings,
             writes: pass.writes,
+            nested: pass.nested,
         })
     }
 }
@@ -181,6 +185,8 @@ pub(crate) struct Pass<'a> {
     stopped: bool,
     /// The server reports `lastUsedAt` for legacy keys (9.5 on).
     key_use_reported: bool,
+    /// Reports of runs started by this one.
+    nested: Vec<RunReport>,
 }
 
 impl<'a> Pass<'a> {
@@ -195,6 +201,7 @@ impl<'a> Pass<'a> {
             notes: Vec::new(),
             stopped: false,
             key_use_reported: false,
+            nested: Vec::new(),
         }
     }
 

@@ -197,8 +197,21 @@ fn one_run(
     Box::pin(async move {
         let outcome = match reconciler.run(&stop).await {
             Ok(result) => {
-                if let Err(error) = reports.write(&result.report) {
-                    warn!(error = %error, "cannot write the run report");
+                for report in result.nested.iter().chain([&result.report]) {
+                    if let Err(error) = reports.write(report) {
+                        warn!(error = %error, "cannot write the run report");
+                    }
+                }
+                for nested in &result.nested {
+                    let took = (nested.finished_at - nested.started_at)
+                        .to_std()
+                        .unwrap_or_default();
+                    metrics.record_run(
+                        "migrate",
+                        nested.outcome.as_str(),
+                        nested.finished_at,
+                        took,
+                    );
                 }
                 let summary = format!(
                     "{} finding(s), {} need attention",

@@ -294,6 +294,7 @@ impl Pass<'_> {
             "new credentials were migrated by run {} ({})",
             migrated.report.run_id, migrated.report.outcome
         ));
+        self.nested.push(migrated.report);
         Ok(())
     }
 }
