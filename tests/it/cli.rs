@@ -114,3 +114,29 @@ async fn wrong_password_is_not_retried() {
     assert_eq!(rejected, 1, "a rejected password is never retried");
     assert!(!text(&plan).contains("wrong"), "the password is not echoed");
 }
+
+// Usage errors exit 1 with clap's message (2 means "needs attention");
+// --help and --version print to stdout and exit 0.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn usage_errors_exit_1_help_exits_0() {
+    let usage_errors: [&[&str]; 4] = [
+        &["report", "abc"],
+        &["plan", "--format", "yaml"],
+        &["plan", "--no-such-flag"],
+        &[],
+    ];
+    for args in usage_errors {
+        let out = keyshift(args).await;
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {}", text(&out));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        // No command at all shows the help, on stderr as an error.
+        let explained = stderr.starts_with("error: ") || stderr.contains("Usage:");
+        assert!(explained, "{args:?}: {stderr}");
+    }
+    for args in [["--help"], ["--version"]] {
+        let out = keyshift(&args).await;
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {}", text(&out));
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(stdout.contains("keyshift"), "{args:?}: {stdout}");
+    }
+}
