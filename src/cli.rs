@@ -195,7 +195,9 @@ async fn plan(cli: &Cli, selection: &Selection) -> Result<Exit> {
     let config = load(cli)?;
     let job = app::job(&config, &selection.orgs, "cli")?;
     let result = job.plan().await?;
+    let path = app::reports(&config).write(&result.report)?;
     print_result(&result, selection.format)?;
+    eprintln!("report: {}", path.display());
     Ok(Exit::from(result.report.outcome))
 }
 
@@ -204,7 +206,9 @@ async fn migrate(cli: &Cli, args: &MigrateArgs) -> Result<Exit> {
     let job = app::job(&config, &args.selection.orgs, "cli")?;
     let preview = job.plan().await?;
     if !preview.plan.has_changes() {
+        let path = app::reports(&config).write(&preview.report)?;
         print_result(&preview, args.selection.format)?;
+        eprintln!("report: {}", path.display());
         eprintln!("nothing to migrate");
         return Ok(Exit::from(preview.report.outcome));
     }

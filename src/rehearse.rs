@@ -77,13 +77,16 @@ pub async fn run(args: &RehearseArgs) -> Result<Exit> {
         profile.name(),
         sim.url()
     );
-    print_result(&job.plan().await?, Some(args.format))?;
+    let plan = job.plan().await?;
+    app::reports(&config).write(&plan.report)?;
+    print_result(&plan, Some(args.format))?;
     println!("== Migrate\n");
     let migrated = job.migrate(None).await?;
     let report = app::reports(&config).write(&migrated.report)?;
     print!("{}", output::summary(&migrated.report));
     println!("\n== Plan again\n");
     let after = job.plan().await?;
+    app::reports(&config).write(&after.report)?;
     print_result(&after, Some(args.format))?;
     let left = after.plan.has_changes();
     println!(

@@ -140,3 +140,42 @@ async fn usage_errors_exit_1_help_exits_0() {
         assert!(stdout.contains("keyshift"), "{args:?}: {stdout}");
     }
 }
+
+/// The report files of `kind` in the fixture's report directory.
+fn reports_of(fixture: &Fixture, kind: &str) -> usize {
+    let dir = fixture.dir.path().join("reports");
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    let suffix = format!("-{kind}.json");
+    entries
+        .filter(|e| {
+            let name = e.as_ref().unwrap().file_name();
+            name.to_string_lossy().ends_with(&suffix)
+        })
+        .count()
+}
+
+// Every run writes a report and names it on stderr: plan, migrate
+// --dry-run and a migrate with nothing to do (which shows its plan).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plan_runs_write_reports() {
+    let fixture = fixture().await;
+    let config = fixture.config("[[use_case]]\nname = \"ci\"\nmatch = \"^ci-\"\n");
+    let path = config.origin.to_str().unwrap();
+    let runs: [&[&str]; 2] = [&["plan"], &["migrate", "--dry-run"]];
+    for (n, args) in runs.into_iter().enumerate() {
+        let out = keyshift(&[args, &["--config", path]].concat()).await;
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", text(&out));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains("report: "), "{args:?}: {stderr}");
+        assert_eq!(reports_of(&fixture, "plan"), n + 1, "{args:?}");
+    }
+
+    let migrated = keyshift(&["migrate", "--config", path, "--yes"]).await;
+    assert_eq!(migrated.status.code(), Some(0), "{}", text(&migrated));
+    let noop = keyshift(&["migrate", "--config", path, "--yes"]).await;
+    assert_eq!(noop.status.code(), Some(0), "{}", text(&noop));
+    assert!(text(&noop).contains("report: "), "{}", text(&noop));
+    assert_eq!(reports_of(&fixture, "plan"), 3, "the no-op migrate's plan");
+}

@@ -25,8 +25,8 @@ async fn rehearse_runs_on_the_builtin_estate() {
         let reports: Vec<_> = std::fs::read_dir(work.join("reports")).unwrap().collect();
         let count = reports.len();
         assert_eq!(
-            count, 4,
-            "{profile}: migrate and reconcile, markdown and json"
+            count, 8,
+            "{profile}: two plans, migrate and reconcile, markdown and json"
         );
         let tokens = std::fs::read_dir(work.join("tokens")).unwrap().count();
         assert!(tokens >= 10, "{profile}: {tokens} tokens delivered");
