@@ -56,6 +56,11 @@ pub async fn run(args: &RehearseArgs) -> Result<Exit> {
         };
         sim_config.version = Some(full);
     }
+    // The version /api/health will report, for the headings.
+    let version = sim_config
+        .version
+        .clone()
+        .unwrap_or_else(|| profile.default_version().to_string());
     let sim = grafana_sim::start(sim_config)
         .await
         .context("cannot start the simulator")?;
@@ -65,18 +70,13 @@ pub async fn run(args: &RehearseArgs) -> Result<Exit> {
         let autogen = |a: &&EstateServiceAccount| a.name.starts_with(AUTOGEN_PREFIX);
         let converted = estate.service_accounts.iter().filter(autogen);
         println!(
-            "Grafana {} converted the estate's keys into {} sa-autogen-* accounts at startup\n",
-            profile.name(),
+            "Grafana {version} converted the estate's keys into {} sa-autogen-* accounts at startup\n",
             converted.count()
         );
     }
     let config = write_config(&dir, &sim.url(), &password)?;
     let job = app::job(&config, &[], "rehearse")?;
-    println!(
-        "== Plan (Grafana {} simulated at {})\n",
-        profile.name(),
-        sim.url()
-    );
+    println!("== Plan (Grafana {version} simulated at {})\n", sim.url());
     let plan = job.plan().await?;
     app::reports(&config).write(&plan.report)?;
     print_result(&plan, Some(args.format))?;
@@ -119,10 +119,31 @@ pub async fn run(args: &RehearseArgs) -> Result<Exit> {
     Ok(if left { Exit::Attention } else { Exit::Done })
 }
 
+/// Files a rehearsal writes into its directory.
+const REHEARSAL_FILES: [&str; 6] = [
+    "config.toml",
+    "admin-password",
+    "ledger.sqlite",
+    "ledger.sqlite-wal",
+    "ledger.sqlite-shm",
+    "ledger.sqlite.lock",
+];
+
+/// Directories a rehearsal writes into its directory.
+const REHEARSAL_DIRS: [&str; 2] = ["reports", "tokens"];
+
+/// The first line of the config a rehearsal writes.
+const CONFIG_HEADER: &str = "# Written by keyshift rehearse.";
+
 fn workspace(dir: Option<&Path>) -> Result<PathBuf> {
     use std::os::unix::fs::DirBuilderExt;
     match dir {
         Some(dir) => {
+            // The ledger of an earlier rehearsal names its simulator's
+            // port, so a new rehearsal starts from an empty directory.
+            if dir.exists() {
+                clear_earlier_rehearsal(dir)?;
+            }
             std::fs::DirBuilder::new()
                 .recursive(true)
                 .mode(0o700)
@@ -137,10 +158,63 @@ fn workspace(dir: Option<&Path>) -> Result<PathBuf> {
     }
 }
 
+/// Removes what an earlier rehearsal wrote into `dir`, and nothing else.
+///
+/// # Errors
+/// When `dir` holds anything a rehearsal does not write, or an entry
+/// cannot be removed; nothing is removed then.
+fn clear_earlier_rehearsal(dir: &Path) -> Result<()> {
+    let entries =
+        std::fs::read_dir(dir).with_context(|| format!("cannot read {}", dir.display()))?;
+    let mut ours = Vec::new();
+    for entry in entries {
+        let entry = entry.with_context(|| format!("cannot read {}", dir.display()))?;
+        let path = entry.path();
+        if !is_rehearsal_entry(&path)? {
+            anyhow::bail!(
+                "{} holds {}, which no rehearsal wrote; \
+                 give --dir an empty or new directory",
+                dir.display(),
+                path.display()
+            );
+        }
+        ours.push(path);
+    }
+    for path in ours {
+        let removed = if path.is_dir() {
+            std::fs::remove_dir_all(&path)
+        } else {
+            std::fs::remove_file(&path)
+        };
+        removed.with_context(|| format!("cannot remove {}", path.display()))?;
+    }
+    Ok(())
+}
+
+/// Whether `path` is a file or directory a rehearsal writes; a symlink
+/// never is, and a config must carry the rehearsal's header.
+fn is_rehearsal_entry(path: &Path) -> Result<bool> {
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+    let kind = std::fs::symlink_metadata(path)
+        .with_context(|| format!("cannot read {}", path.display()))?
+        .file_type();
+    if kind.is_dir() {
+        return Ok(REHEARSAL_DIRS.contains(&name));
+    }
+    if !kind.is_file() || !REHEARSAL_FILES.contains(&name) {
+        return Ok(false);
+    }
+    if name != "config.toml" {
+        return Ok(true);
+    }
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    Ok(text.starts_with(CONFIG_HEADER))
+}
+
 fn write_config(dir: &Path, url: &str, password: &str) -> Result<Config> {
     write_private(&dir.join("admin-password"), password)?;
     let text = format!(
-        r#"# Written by keyshift rehearse.
+        r#"{CONFIG_HEADER}
 [grafana]
 url = "{url}"
 concurrency = 4
