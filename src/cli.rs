@@ -14,6 +14,25 @@ use crate::report::{render_markdown, RunReport};
 use crate::telemetry::{self, LogFormat};
 use crate::{app, output, rehearse};
 
+/// `println!` that returns the write's error instead of panicking, so
+/// that a reader closing the pipe ends the command quietly.
+macro_rules! outln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        writeln!(std::io::stdout().lock(), $($arg)*)
+    }};
+}
+pub(crate) use outln;
+
+/// `print!` that returns the write's error instead of panicking.
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        write!(std::io::stdout().lock(), $($arg)*)
+    }};
+}
+pub(crate) use out;
+
 /// Moves Grafana API keys to service accounts and keeps them true.
 #[derive(Debug, Parser)]
 #[command(name = "keyshift", version, about, propagate_version = true)]
@@ -322,22 +341,23 @@ fn report(cli: &Cli, args: &ReportArgs) -> Result<Exit> {
         Format::Markdown => render_markdown(&report),
         Format::Table => output::table(&report),
     };
-    println!("{text}");
+    outln!("{text}")?;
     Ok(Exit::Done)
 }
 
 async fn check(cli: &Cli) -> Result<Exit> {
     let config = load(cli)?;
-    println!("ok    config {} parsed", config.origin.display());
+    outln!("ok    config {} parsed", config.origin.display())?;
     for warning in config.warnings() {
-        println!("warn  {warning}");
+        outln!("warn  {warning}")?;
     }
     let client = app::client(&config)?;
     let health = client.health().await.context("grafana is not reachable")?;
-    println!(
+    outln!(
         "ok    grafana at {} answers (database {})",
-        config.grafana.url, health.database
-    );
+        config.grafana.url,
+        health.database
+    )?;
     let filter = app::org_filter(&config, &[]);
     let inventory_orgs = crate::inventory::reachable_orgs(&client)
         .await
@@ -346,11 +366,11 @@ async fn check(cli: &Cli) -> Result<Exit> {
         .capabilities(inventory_orgs.0.first().map_or(0, |o| o.id))
         .await?;
     match caps.version {
-        Some(v) => println!("ok    grafana {v}"),
-        None => println!(
+        Some(v) => outln!("ok    grafana {v}")?,
+        None => outln!(
             "ok    grafana version hidden; probed: key API present = {}",
             caps.has_keys_api
-        ),
+        )?,
     }
     let selected: Vec<_> = inventory_orgs
         .0
@@ -358,24 +378,27 @@ async fn check(cli: &Cli) -> Result<Exit> {
         .filter(|o| filter.selects(o))
         .collect();
     if inventory_orgs.1 == crate::inventory::OrgScope::TokenOrg {
-        println!("warn  authenticated with a token: only its own org is reachable");
+        outln!("warn  authenticated with a token: only its own org is reachable")?;
     }
     let mut failed = false;
     for org in selected {
         match client.current_org(org.id).await {
             Ok(current) if current.id == org.id => {
-                println!("ok    org {} ({}) reachable", org.id, org.name)
+                let name = output::escape(&org.name);
+                outln!("ok    org {} ({name}) reachable", org.id)?;
             }
             Ok(current) => {
                 failed = true;
-                println!(
+                outln!(
                     "FAIL  org {}: grafana acts in org {} instead; add the user to it",
-                    org.id, current.id
-                )
+                    org.id,
+                    current.id
+                )?;
             }
             Err(e) => {
                 failed = true;
-                println!("FAIL  org {}: {e}", org.id)
+                let error = output::escape(&e.to_string()).into_owned();
+                outln!("FAIL  org {}: {error}", org.id)?;
             }
         }
     }

@@ -16,11 +16,22 @@ async fn main() {
 async fn run(cli: Cli) -> Exit {
     match cli::run(cli).await {
         Ok(exit) => exit,
+        // The reader has what it wanted (`keyshift plan | head -1`).
+        Err(error) if is_broken_pipe(&error) => Exit::Done,
         Err(error) => {
             eprintln!("error: {error:#}");
             Exit::Error
         }
     }
+}
+
+/// Whether writing to a closed pipe caused `error`.
+fn is_broken_pipe(error: &anyhow::Error) -> bool {
+    error.chain().any(|cause| {
+        cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
+    })
 }
 
 /// Prints what clap has to say; help and version are a success, a

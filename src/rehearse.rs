@@ -13,7 +13,7 @@ use clap::Args;
 use grafana_sim::estate::{EstateKey, EstateOrg, EstateServiceAccount, EstateToken};
 use grafana_sim::{Estate, Profile, Role as SimRole, SimConfig};
 
-use crate::cli::{print_result, Exit, Format};
+use crate::cli::{out, outln, print_result, Exit, Format};
 use crate::config::Config;
 use crate::daemon::StopToken;
 use crate::inventory::AUTOGEN_PREFIX;
@@ -69,35 +69,35 @@ pub async fn run(args: &RehearseArgs) -> Result<Exit> {
         let estate = sim.export_estate();
         let autogen = |a: &&EstateServiceAccount| a.name.starts_with(AUTOGEN_PREFIX);
         let converted = estate.service_accounts.iter().filter(autogen);
-        println!(
+        outln!(
             "Grafana {version} converted the estate's keys into {} sa-autogen-* accounts at startup\n",
             converted.count()
-        );
+        )?;
     }
     let config = write_config(&dir, &sim.url(), &password)?;
     let job = app::job(&config, &[], "rehearse")?;
-    println!("== Plan (Grafana {version} simulated at {})\n", sim.url());
+    outln!("== Plan (Grafana {version} simulated at {})\n", sim.url())?;
     let plan = job.plan().await?;
     app::reports(&config).write(&plan.report)?;
     print_result(&plan, Some(args.format))?;
-    println!("== Migrate\n");
+    outln!("== Migrate\n")?;
     let migrated = job.migrate(None).await?;
     let report = app::reports(&config).write(&migrated.report)?;
-    print!("{}", output::summary(&migrated.report));
-    println!("\n== Plan again\n");
+    out!("{}", output::summary(&migrated.report))?;
+    outln!("\n== Plan again\n")?;
     let after = job.plan().await?;
     app::reports(&config).write(&after.report)?;
     print_result(&after, Some(args.format))?;
     let left = after.plan.has_changes();
-    println!(
+    outln!(
         "{}",
         if left {
             "changes remain"
         } else {
             "nothing left to do"
         }
-    );
-    println!("\n== Reconcile (report only)\n");
+    )?;
+    outln!("\n== Reconcile (report only)\n")?;
     let reconciler = Reconciler {
         job: job.clone(),
         settings: app::reconcile_settings(&config),
@@ -106,15 +106,15 @@ pub async fn run(args: &RehearseArgs) -> Result<Exit> {
     };
     let reconciled = reconciler.run(&StopToken::never()).await?;
     let reconcile_report = app::reports(&config).write(&reconciled.report)?;
-    print!("{}", output::summary(&reconciled.report));
-    println!(
+    out!("{}", output::summary(&reconciled.report))?;
+    outln!(
         "\nreports: {} and {}\nledger: {}\ntokens: {}\nconfig: {}",
         report.display(),
         reconcile_report.display(),
         config.ledger.path.display(),
         dir.join("tokens").display(),
         config.origin.display()
-    );
+    )?;
     sim.shutdown().await;
     Ok(if left { Exit::Attention } else { Exit::Done })
 }

@@ -179,3 +179,33 @@ async fn plan_runs_write_reports() {
     assert!(text(&noop).contains("report: "), "{}", text(&noop));
     assert_eq!(reports_of(&fixture, "plan"), 3, "the no-op migrate's plan");
 }
+
+// A reader that closes the pipe early (`keyshift plan | head -1`) ends
+// the command quietly with exit 0: no panic, no "Broken pipe" message.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn closed_pipe_is_a_quiet_success() {
+    let fixture = fixture().await;
+    let config = fixture.config("[[use_case]]\nname = \"ci\"\nmatch = \"^ci-\"\n");
+    let path = config.origin.to_str().unwrap();
+    let runs: [&[&str]; 3] = [
+        &["plan", "--format", "table"],
+        &["plan", "--format", "json"],
+        &["report", "--format", "markdown"],
+    ];
+    for args in runs {
+        // The read end is closed before keyshift starts: every write fails.
+        let (reader, writer) = std::io::pipe().expect("a pipe");
+        drop(reader);
+        let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_keyshift"));
+        command.args(args).args(["--config", path]);
+        command.env_remove("KEYSHIFT_CONFIG").env_remove("RUST_LOG");
+        command.stdout(writer).stderr(std::process::Stdio::piped());
+        // output() would replace stdout with a pipe of its own.
+        let child = command.spawn().expect("keyshift starts");
+        let out = within("keyshift", child.wait_with_output()).await.unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+        assert!(!stderr.contains("Broken pipe"), "{args:?}: {stderr}");
+    }
+}
