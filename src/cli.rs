@@ -10,7 +10,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use crate::config::{self, Config, Environment};
 use crate::job::JobResult;
 use crate::ledger::RunOutcome;
-use crate::report::{render_markdown, RunReport};
+use crate::report::{render_markdown, MemberStatus, RunReport};
 use crate::telemetry::{self, LogFormat};
 use crate::{app, output, rehearse};
 
@@ -251,8 +251,33 @@ async fn migrate(cli: &Cli, args: &MigrateArgs) -> Result<Exit> {
     let path = app::reports(&config).write(&result.report)?;
     print_result(&result, args.selection.format)?;
     eprintln!("report: {}", path.display());
-    eprintln!("new secrets went to the {}", app::sink_description(&config));
+    let delivered = delivered(&result.report);
+    if delivered > 0 {
+        let secrets = if delivered == 1 { "secret" } else { "secrets" };
+        let sink = app::sink_description(&config);
+        eprintln!("{delivered} new {secrets} went to the {sink}");
+    }
     Ok(Exit::from(result.report.outcome))
+}
+
+/// The start of a member's detail when its token was reissued and
+/// delivered in this run (written by the job's report).
+const REISSUED: &str = "token reissued";
+
+/// How many secrets the run handed to the sink: one per member whose
+/// token was reissued in this run.
+///
+/// The report's member action shows the final plan ("none" once done),
+/// so the detail written for a delivered reissue is what tells.
+fn delivered(report: &RunReport) -> usize {
+    let members = report
+        .orgs
+        .iter()
+        .flat_map(|o| &o.use_cases)
+        .flat_map(|u| &u.members);
+    members
+        .filter(|m| m.status == MemberStatus::Done && m.detail.starts_with(REISSUED))
+        .count()
 }
 
 async fn reconcile(cli: &Cli, args: &ReconcileArgs) -> Result<Exit> {
@@ -403,4 +428,26 @@ async fn check(cli: &Cli) -> Result<Exit> {
         }
     }
     Ok(if failed { Exit::Attention } else { Exit::Done })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::test_support::sample;
+
+    // Only members reissued in this run count as delivered secrets; a
+    // kept secret, a skip and a planned reissue do not.
+    #[test]
+    fn delivered_counts_reissued_members() {
+        let mut report = sample(1);
+        assert_eq!(delivered(&report), 0, "the sample delivers nothing");
+
+        let members = &mut report.orgs[0].use_cases[0].members;
+        members[1].detail = "token reissued and delivered".into();
+        assert_eq!(delivered(&report), 1, "member 43 was reissued");
+
+        let members = &mut report.orgs[0].use_cases[0].members;
+        members[1].status = MemberStatus::Failed;
+        assert_eq!(delivered(&report), 0, "a failed reissue delivers nothing");
+    }
 }

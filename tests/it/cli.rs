@@ -59,6 +59,8 @@ async fn plan_migrate_report_exit_codes() {
     let migrated = keyshift(&["migrate", "--config", path, "--yes", "--format", "markdown"]).await;
     assert_eq!(migrated.status.code(), Some(0), "{}", text(&migrated));
     assert!(text(&migrated).contains("report: "));
+    let sink_line = "1 new secret went to the directory";
+    assert!(text(&migrated).contains(sink_line), "{}", text(&migrated));
 
     let again = keyshift(&["plan", "--config", path, "--format", "table"]).await;
     assert_eq!(again.status.code(), Some(0), "{}", text(&again));
@@ -208,4 +210,22 @@ async fn closed_pipe_is_a_quiet_success() {
         assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
         assert!(!stderr.contains("Broken pipe"), "{args:?}: {stderr}");
     }
+}
+
+// A migrate that keeps every secret delivers none and says nothing
+// about the sink.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_sink_message_without_deliveries() {
+    let fixture = fixture().await;
+    // Without rules every key is its own use case and keeps its secret.
+    let config = fixture.config("");
+    let path = config.origin.to_str().unwrap();
+    let migrated = keyshift(&["migrate", "--config", path, "--yes"]).await;
+    assert_eq!(migrated.status.code(), Some(0), "{}", text(&migrated));
+    assert!(text(&migrated).contains("report: "), "{}", text(&migrated));
+    assert!(
+        !text(&migrated).contains("went to the"),
+        "{}",
+        text(&migrated)
+    );
 }
