@@ -19,10 +19,30 @@ async fn run(cli: Cli) -> Exit {
         // The reader has what it wanted (`keyshift plan | head -1`).
         Err(error) if is_broken_pipe(&error) => Exit::Done,
         Err(error) => {
-            eprintln!("error: {error:#}");
+            eprintln!("error: {}", describe(&error));
             Exit::Error
         }
     }
+}
+
+/// The error and its causes on one line, each said once.
+///
+/// Some errors put their source's text in their own message as well as
+/// returning it as their source; anyhow's `{:#}` then says it twice.
+fn describe(error: &anyhow::Error) -> String {
+    let mut line = String::new();
+    let mut previous = String::new();
+    for cause in error.chain() {
+        let text = cause.to_string();
+        if previous.is_empty() || !previous.ends_with(&text) {
+            if !line.is_empty() {
+                line.push_str(": ");
+            }
+            line.push_str(&text);
+        }
+        previous = text;
+    }
+    line
 }
 
 /// Whether writing to a closed pipe caused `error`.
@@ -43,5 +63,31 @@ fn usage(error: &clap::Error) -> Exit {
         Exit::Error
     } else {
         Exit::Done
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An error that repeats its source's text in its own message.
+    #[derive(Debug, thiserror::Error)]
+    #[error("the sink is not usable: {0}")]
+    struct Repeats(#[source] std::io::Error);
+
+    // A cause already in the message above it is not said again; other
+    // causes are kept in order.
+    #[test]
+    fn each_cause_is_said_once() {
+        let io = std::io::Error::other("mode 755");
+        let error = anyhow::Error::new(Repeats(io)).context("migrate failed");
+        assert_eq!(
+            describe(&error),
+            "migrate failed: the sink is not usable: mode 755"
+        );
+
+        let io = std::io::Error::other("denied");
+        let error = anyhow::Error::new(io).context("cannot write");
+        assert_eq!(describe(&error), "cannot write: denied");
     }
 }

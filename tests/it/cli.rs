@@ -229,3 +229,21 @@ async fn no_sink_message_without_deliveries() {
         text(&migrated)
     );
 }
+
+// An unusable sink stops migrate with its cause said once, not repeated
+// by each error that wraps it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sink_error_is_said_once() {
+    use std::os::unix::fs::PermissionsExt;
+    let fixture = fixture().await;
+    let config = fixture.config("[[use_case]]\nname = \"ci\"\nmatch = \"^ci-\"\n");
+    let tokens = fixture.dir.path().join("tokens");
+    std::fs::create_dir(&tokens).unwrap();
+    std::fs::set_permissions(&tokens, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let path = config.origin.to_str().unwrap();
+    let out = keyshift(&["migrate", "--config", path, "--yes"]).await;
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let error = stderr.lines().find(|l| l.starts_with("error: ")).unwrap();
+    assert_eq!(error.matches("has mode 755").count(), 1, "{error}");
+}
