@@ -10,9 +10,28 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use crate::config::{self, Config, Environment};
 use crate::job::JobResult;
 use crate::ledger::RunOutcome;
-use crate::report::{render_markdown, RunReport};
+use crate::report::{render_markdown, MemberStatus, RunReport};
 use crate::telemetry::{self, LogFormat};
 use crate::{app, output, rehearse};
+
+/// `println!` that returns the write's error instead of panicking, so
+/// that a reader closing the pipe ends the command quietly.
+macro_rules! outln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        writeln!(std::io::stdout().lock(), $($arg)*)
+    }};
+}
+pub(crate) use outln;
+
+/// `print!` that returns the write's error instead of panicking.
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        write!(std::io::stdout().lock(), $($arg)*)
+    }};
+}
+pub(crate) use out;
 
 /// Moves Grafana API keys to service accounts and keeps them true.
 #[derive(Debug, Parser)]
@@ -199,7 +218,9 @@ async fn plan(cli: &Cli, selection: &Selection) -> Result<Exit> {
     let config = load(cli)?;
     let job = app::job(&config, &selection.orgs, "cli")?;
     let result = job.plan().await?;
+    let path = app::reports(&config).write(&result.report)?;
     print_result(&result, selection.format)?;
+    eprintln!("report: {}", path.display());
     Ok(Exit::from(result.report.outcome))
 }
 
@@ -208,7 +229,9 @@ async fn migrate(cli: &Cli, args: &MigrateArgs) -> Result<Exit> {
     let job = app::job(&config, &args.selection.orgs, "cli")?;
     let preview = job.plan().await?;
     if !preview.plan.has_changes() {
+        let path = app::reports(&config).write(&preview.report)?;
         print_result(&preview, args.selection.format)?;
+        eprintln!("report: {}", path.display());
         eprintln!("nothing to migrate");
         return Ok(Exit::from(preview.report.outcome));
     }
@@ -232,8 +255,33 @@ async fn migrate(cli: &Cli, args: &MigrateArgs) -> Result<Exit> {
     let path = app::reports(&config).write(&result.report)?;
     print_result(&result, args.selection.format)?;
     eprintln!("report: {}", path.display());
-    eprintln!("new secrets went to the {}", app::sink_description(&config));
+    let delivered = delivered(&result.report);
+    if delivered > 0 {
+        let secrets = if delivered == 1 { "secret" } else { "secrets" };
+        let sink = app::sink_description(&config);
+        eprintln!("{delivered} new {secrets} went to the {sink}");
+    }
     Ok(Exit::from(result.report.outcome))
+}
+
+/// The start of a member's detail when its token was reissued and
+/// delivered in this run (written by the job's report).
+const REISSUED: &str = "token reissued";
+
+/// How many secrets the run handed to the sink: one per member whose
+/// token was reissued in this run.
+///
+/// The report's member action shows the final plan ("none" once done),
+/// so the detail written for a delivered reissue is what tells.
+fn delivered(report: &RunReport) -> usize {
+    let members = report
+        .orgs
+        .iter()
+        .flat_map(|o| &o.use_cases)
+        .flat_map(|u| &u.members);
+    members
+        .filter(|m| m.status == MemberStatus::Done && m.detail.starts_with(REISSUED))
+        .count()
 }
 
 async fn reconcile(cli: &Cli, args: &ReconcileArgs) -> Result<Exit> {
@@ -325,22 +373,23 @@ fn report(cli: &Cli, args: &ReportArgs) -> Result<Exit> {
         Format::Markdown => render_markdown(&report),
         Format::Table => output::table(&report),
     };
-    println!("{text}");
+    outln!("{text}")?;
     Ok(Exit::Done)
 }
 
 async fn check(cli: &Cli) -> Result<Exit> {
     let config = load(cli)?;
-    println!("ok    config {} parsed", config.origin.display());
+    outln!("ok    config {} parsed", config.origin.display())?;
     for warning in config.warnings() {
-        println!("warn  {warning}");
+        outln!("warn  {warning}")?;
     }
     let client = app::client(&config)?;
     let health = client.health().await.context("grafana is not reachable")?;
-    println!(
+    outln!(
         "ok    grafana at {} answers (database {})",
-        config.grafana.url, health.database
-    );
+        config.grafana.url,
+        health.database
+    )?;
     let filter = app::org_filter(&config, &[]);
     let inventory_orgs = crate::inventory::reachable_orgs(&client)
         .await
@@ -349,11 +398,11 @@ async fn check(cli: &Cli) -> Result<Exit> {
         .capabilities(inventory_orgs.0.first().map_or(0, |o| o.id))
         .await?;
     match caps.version {
-        Some(v) => println!("ok    grafana {v}"),
-        None => println!(
+        Some(v) => outln!("ok    grafana {v}")?,
+        None => outln!(
             "ok    grafana version hidden; probed: key API present = {}",
             caps.has_keys_api
-        ),
+        )?,
     }
     let selected: Vec<_> = inventory_orgs
         .0
@@ -361,26 +410,51 @@ async fn check(cli: &Cli) -> Result<Exit> {
         .filter(|o| filter.selects(o))
         .collect();
     if inventory_orgs.1 == crate::inventory::OrgScope::TokenOrg {
-        println!("warn  authenticated with a token: only its own org is reachable");
+        outln!("warn  authenticated with a token: only its own org is reachable")?;
     }
     let mut failed = false;
     for org in selected {
         match client.current_org(org.id).await {
             Ok(current) if current.id == org.id => {
-                println!("ok    org {} ({}) reachable", org.id, org.name)
+                let name = output::escape(&org.name);
+                outln!("ok    org {} ({name}) reachable", org.id)?;
             }
             Ok(current) => {
                 failed = true;
-                println!(
+                outln!(
                     "FAIL  org {}: grafana acts in org {} instead; add the user to it",
-                    org.id, current.id
-                )
+                    org.id,
+                    current.id
+                )?;
             }
             Err(e) => {
                 failed = true;
-                println!("FAIL  org {}: {e}", org.id)
+                let error = output::escape(&e.to_string()).into_owned();
+                outln!("FAIL  org {}: {error}", org.id)?;
             }
         }
     }
     Ok(if failed { Exit::Attention } else { Exit::Done })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::test_support::sample;
+
+    // Only members reissued in this run count as delivered secrets; a
+    // kept secret, a skip and a planned reissue do not.
+    #[test]
+    fn delivered_counts_reissued_members() {
+        let mut report = sample(1);
+        assert_eq!(delivered(&report), 0, "the sample delivers nothing");
+
+        let members = &mut report.orgs[0].use_cases[0].members;
+        members[1].detail = "token reissued and delivered".into();
+        assert_eq!(delivered(&report), 1, "member 43 was reissued");
+
+        let members = &mut report.orgs[0].use_cases[0].members;
+        members[1].status = MemberStatus::Failed;
+        assert_eq!(delivered(&report), 0, "a failed reissue delivers nothing");
+    }
 }

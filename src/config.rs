@@ -149,8 +149,7 @@ fn parse_raw(text: &str, origin: &Path) -> Result<raw::RawConfig, ConfigError> {
         let key = err.path().to_string();
         let inner = err.into_inner();
         let line = inner.span().map_or(0, |span| line_of(text, span.start));
-        // toml's messages may span lines; an error is one line here.
-        let message = inner.message().trim().replace('\n', "; ");
+        let message = parse_message(&key, inner.message());
         if key.is_empty() || key == "." {
             let path = origin.to_path_buf();
             ConfigError::Syntax {
@@ -167,6 +166,20 @@ fn parse_raw(text: &str, origin: &Path) -> Result<raw::RawConfig, ConfigError> {
             }
         }
     })
+}
+
+/// The parser's complaint about `key`, on one line.
+///
+/// The TOML parser quotes the value it rejects ("invalid type: integer
+/// `1234`"); for a secret key that value may be the secret, so only the
+/// expectation is kept.
+fn parse_message(key: &str, message: &str) -> String {
+    let last = key.rsplit('.').next().unwrap_or(key);
+    if raw::SECRET_KEYS.contains(&last) {
+        return "invalid type, expected a string".to_string();
+    }
+    // toml's messages may span lines; an error is one line here.
+    message.trim().replace('\n', "; ")
 }
 
 /// 1-based line number of a byte offset.

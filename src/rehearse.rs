@@ -13,7 +13,7 @@ use clap::Args;
 use grafana_sim::estate::{EstateKey, EstateOrg, EstateServiceAccount, EstateToken};
 use grafana_sim::{Estate, Profile, Role as SimRole, SimConfig};
 
-use crate::cli::{print_result, Exit, Format};
+use crate::cli::{out, outln, print_result, Exit, Format};
 use crate::config::Config;
 use crate::daemon::StopToken;
 use crate::inventory::AUTOGEN_PREFIX;
@@ -56,6 +56,11 @@ pub async fn run(args: &RehearseArgs) -> Result<Exit> {
         };
         sim_config.version = Some(full);
     }
+    // The version /api/health will report, for the headings.
+    let version = sim_config
+        .version
+        .clone()
+        .unwrap_or_else(|| profile.default_version().to_string());
     let sim = grafana_sim::start(sim_config)
         .await
         .context("cannot start the simulator")?;
@@ -64,37 +69,35 @@ pub async fn run(args: &RehearseArgs) -> Result<Exit> {
         let estate = sim.export_estate();
         let autogen = |a: &&EstateServiceAccount| a.name.starts_with(AUTOGEN_PREFIX);
         let converted = estate.service_accounts.iter().filter(autogen);
-        println!(
-            "Grafana {} converted the estate's keys into {} sa-autogen-* accounts at startup\n",
-            profile.name(),
+        outln!(
+            "Grafana {version} converted the estate's keys into {} sa-autogen-* accounts at startup\n",
             converted.count()
-        );
+        )?;
     }
     let config = write_config(&dir, &sim.url(), &password)?;
     let job = app::job(&config, &[], "rehearse")?;
-    println!(
-        "== Plan (Grafana {} simulated at {})\n",
-        profile.name(),
-        sim.url()
-    );
-    print_result(&job.plan().await?, Some(args.format))?;
-    println!("== Migrate\n");
+    outln!("== Plan (Grafana {version} simulated at {})\n", sim.url())?;
+    let plan = job.plan().await?;
+    app::reports(&config).write(&plan.report)?;
+    print_result(&plan, Some(args.format))?;
+    outln!("== Migrate\n")?;
     let migrated = job.migrate(None).await?;
     let report = app::reports(&config).write(&migrated.report)?;
-    print!("{}", output::summary(&migrated.report));
-    println!("\n== Plan again\n");
+    out!("{}", output::summary(&migrated.report))?;
+    outln!("\n== Plan again\n")?;
     let after = job.plan().await?;
+    app::reports(&config).write(&after.report)?;
     print_result(&after, Some(args.format))?;
     let left = after.plan.has_changes();
-    println!(
+    outln!(
         "{}",
         if left {
             "changes remain"
         } else {
             "nothing left to do"
         }
-    );
-    println!("\n== Reconcile (report only)\n");
+    )?;
+    outln!("\n== Reconcile (report only)\n")?;
     let reconciler = Reconciler {
         job: job.clone(),
         settings: app::reconcile_settings(&config),
@@ -103,23 +106,44 @@ pub async fn run(args: &RehearseArgs) -> Result<Exit> {
     };
     let reconciled = reconciler.run(&StopToken::never()).await?;
     let reconcile_report = app::reports(&config).write(&reconciled.report)?;
-    print!("{}", output::summary(&reconciled.report));
-    println!(
+    out!("{}", output::summary(&reconciled.report))?;
+    outln!(
         "\nreports: {} and {}\nledger: {}\ntokens: {}\nconfig: {}",
         report.display(),
         reconcile_report.display(),
         config.ledger.path.display(),
         dir.join("tokens").display(),
         config.origin.display()
-    );
+    )?;
     sim.shutdown().await;
     Ok(if left { Exit::Attention } else { Exit::Done })
 }
+
+/// Files a rehearsal writes into its directory.
+const REHEARSAL_FILES: [&str; 6] = [
+    "config.toml",
+    "admin-password",
+    "ledger.sqlite",
+    "ledger.sqlite-wal",
+    "ledger.sqlite-shm",
+    "ledger.sqlite.lock",
+];
+
+/// Directories a rehearsal writes into its directory.
+const REHEARSAL_DIRS: [&str; 2] = ["reports", "tokens"];
+
+/// The first line of the config a rehearsal writes.
+const CONFIG_HEADER: &str = "# Written by keyshift rehearse.";
 
 fn workspace(dir: Option<&Path>) -> Result<PathBuf> {
     use std::os::unix::fs::DirBuilderExt;
     match dir {
         Some(dir) => {
+            // The ledger of an earlier rehearsal names its simulator's
+            // port, so a new rehearsal starts from an empty directory.
+            if dir.exists() {
+                clear_earlier_rehearsal(dir)?;
+            }
             std::fs::DirBuilder::new()
                 .recursive(true)
                 .mode(0o700)
@@ -134,10 +158,63 @@ fn workspace(dir: Option<&Path>) -> Result<PathBuf> {
     }
 }
 
+/// Removes what an earlier rehearsal wrote into `dir`, and nothing else.
+///
+/// # Errors
+/// When `dir` holds anything a rehearsal does not write, or an entry
+/// cannot be removed; nothing is removed then.
+fn clear_earlier_rehearsal(dir: &Path) -> Result<()> {
+    let entries =
+        std::fs::read_dir(dir).with_context(|| format!("cannot read {}", dir.display()))?;
+    let mut ours = Vec::new();
+    for entry in entries {
+        let entry = entry.with_context(|| format!("cannot read {}", dir.display()))?;
+        let path = entry.path();
+        if !is_rehearsal_entry(&path)? {
+            anyhow::bail!(
+                "{} holds {}, which no rehearsal wrote; \
+                 give --dir an empty or new directory",
+                dir.display(),
+                path.display()
+            );
+        }
+        ours.push(path);
+    }
+    for path in ours {
+        let removed = if path.is_dir() {
+            std::fs::remove_dir_all(&path)
+        } else {
+            std::fs::remove_file(&path)
+        };
+        removed.with_context(|| format!("cannot remove {}", path.display()))?;
+    }
+    Ok(())
+}
+
+/// Whether `path` is a file or directory a rehearsal writes; a symlink
+/// never is, and a config must carry the rehearsal's header.
+fn is_rehearsal_entry(path: &Path) -> Result<bool> {
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+    let kind = std::fs::symlink_metadata(path)
+        .with_context(|| format!("cannot read {}", path.display()))?
+        .file_type();
+    if kind.is_dir() {
+        return Ok(REHEARSAL_DIRS.contains(&name));
+    }
+    if !kind.is_file() || !REHEARSAL_FILES.contains(&name) {
+        return Ok(false);
+    }
+    if name != "config.toml" {
+        return Ok(true);
+    }
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    Ok(text.starts_with(CONFIG_HEADER))
+}
+
 fn write_config(dir: &Path, url: &str, password: &str) -> Result<Config> {
     write_private(&dir.join("admin-password"), password)?;
     let text = format!(
-        r#"# Written by keyshift rehearse.
+        r#"{CONFIG_HEADER}
 [grafana]
 url = "{url}"
 concurrency = 4

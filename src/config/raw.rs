@@ -41,6 +41,10 @@ pub struct RawGrafana {
     pub auth: Option<RawAuth>,
 }
 
+/// Keys whose value is a secret, wherever they appear; errors about
+/// them never quote the value.
+pub const SECRET_KEYS: &[&str] = &["password", "token"];
+
 /// `[grafana.auth]`; secret values are read, never echoed.
 #[derive(Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]

@@ -639,3 +639,40 @@ fn environment_debug_hides_values() {
         "{shown}"
     );
 }
+
+// A badly written secret is reported without its value, whatever the
+// mistake: a wrong type, or broken TOML on its line.
+#[test]
+fn secret_values_are_never_echoed() {
+    let values = [
+        "12345678",
+        "1234.5678",
+        "true",
+        "1979-05-27T07:32:00Z",
+        "[\"s3cr3tA\"]",
+        "{ x = \"s3cr3tA\" }",
+        "s3cr3tA",
+        "12345678abc",
+        "\"s3cr3tA\\q\"",
+        "\"s3cr3tA",
+        "\"\"\"s3cr3tA",
+        "\"s3cr3tA\" junk",
+    ];
+    let auths = [
+        "kind = \"basic\"\nuser = \"admin\"\npassword",
+        "kind = \"token\"\ntoken",
+    ];
+    for value in values {
+        for auth in auths {
+            let err = error_text(&with_auth(&format!("{auth} = {value}")));
+            for secret in ["1234", "s3cr3tA", "1979", "true"] {
+                assert!(!err.contains(secret), "{value}: {err}");
+            }
+        }
+    }
+    let err = error_text(&with_auth("kind = \"token\"\ntoken = 12345678"));
+    assert!(
+        err.ends_with("key grafana.auth.token: invalid type, expected a string (line 5)"),
+        "{err}"
+    );
+}

@@ -59,6 +59,8 @@ async fn plan_migrate_report_exit_codes() {
     let migrated = keyshift(&["migrate", "--config", path, "--yes", "--format", "markdown"]).await;
     assert_eq!(migrated.status.code(), Some(0), "{}", text(&migrated));
     assert!(text(&migrated).contains("report: "));
+    let sink_line = "1 new secret went to the directory";
+    assert!(text(&migrated).contains(sink_line), "{}", text(&migrated));
 
     let again = keyshift(&["plan", "--config", path, "--format", "table"]).await;
     assert_eq!(again.status.code(), Some(0), "{}", text(&again));
@@ -113,4 +115,135 @@ async fn wrong_password_is_not_retried() {
         .count();
     assert_eq!(rejected, 1, "a rejected password is never retried");
     assert!(!text(&plan).contains("wrong"), "the password is not echoed");
+}
+
+// Usage errors exit 1 with clap's message (2 means "needs attention");
+// --help and --version print to stdout and exit 0.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn usage_errors_exit_1_help_exits_0() {
+    let usage_errors: [&[&str]; 4] = [
+        &["report", "abc"],
+        &["plan", "--format", "yaml"],
+        &["plan", "--no-such-flag"],
+        &[],
+    ];
+    for args in usage_errors {
+        let out = keyshift(args).await;
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {}", text(&out));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        // No command at all shows the help, on stderr as an error.
+        let explained = stderr.starts_with("error: ") || stderr.contains("Usage:");
+        assert!(explained, "{args:?}: {stderr}");
+    }
+    for args in [["--help"], ["--version"]] {
+        let out = keyshift(&args).await;
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {}", text(&out));
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(stdout.contains("keyshift"), "{args:?}: {stdout}");
+    }
+}
+
+/// The report files of `kind` in the fixture's report directory.
+fn reports_of(fixture: &Fixture, kind: &str) -> usize {
+    let dir = fixture.dir.path().join("reports");
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    let suffix = format!("-{kind}.json");
+    entries
+        .filter(|e| {
+            let name = e.as_ref().unwrap().file_name();
+            name.to_string_lossy().ends_with(&suffix)
+        })
+        .count()
+}
+
+// Every run writes a report and names it on stderr: plan, migrate
+// --dry-run and a migrate with nothing to do (which shows its plan).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plan_runs_write_reports() {
+    let fixture = fixture().await;
+    let config = fixture.config("[[use_case]]\nname = \"ci\"\nmatch = \"^ci-\"\n");
+    let path = config.origin.to_str().unwrap();
+    let runs: [&[&str]; 2] = [&["plan"], &["migrate", "--dry-run"]];
+    for (n, args) in runs.into_iter().enumerate() {
+        let out = keyshift(&[args, &["--config", path]].concat()).await;
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", text(&out));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains("report: "), "{args:?}: {stderr}");
+        assert_eq!(reports_of(&fixture, "plan"), n + 1, "{args:?}");
+    }
+
+    let migrated = keyshift(&["migrate", "--config", path, "--yes"]).await;
+    assert_eq!(migrated.status.code(), Some(0), "{}", text(&migrated));
+    let noop = keyshift(&["migrate", "--config", path, "--yes"]).await;
+    assert_eq!(noop.status.code(), Some(0), "{}", text(&noop));
+    assert!(text(&noop).contains("report: "), "{}", text(&noop));
+    assert_eq!(reports_of(&fixture, "plan"), 3, "the no-op migrate's plan");
+}
+
+// A reader that closes the pipe early (`keyshift plan | head -1`) ends
+// the command quietly with exit 0: no panic, no "Broken pipe" message.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn closed_pipe_is_a_quiet_success() {
+    let fixture = fixture().await;
+    let config = fixture.config("[[use_case]]\nname = \"ci\"\nmatch = \"^ci-\"\n");
+    let path = config.origin.to_str().unwrap();
+    let runs: [&[&str]; 3] = [
+        &["plan", "--format", "table"],
+        &["plan", "--format", "json"],
+        &["report", "--format", "markdown"],
+    ];
+    for args in runs {
+        // The read end is closed before keyshift starts: every write fails.
+        let (reader, writer) = std::io::pipe().expect("a pipe");
+        drop(reader);
+        let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_keyshift"));
+        command.args(args).args(["--config", path]);
+        command.env_remove("KEYSHIFT_CONFIG").env_remove("RUST_LOG");
+        command.stdout(writer).stderr(std::process::Stdio::piped());
+        // output() would replace stdout with a pipe of its own.
+        let child = command.spawn().expect("keyshift starts");
+        let out = within("keyshift", child.wait_with_output()).await.unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+        assert!(!stderr.contains("Broken pipe"), "{args:?}: {stderr}");
+    }
+}
+
+// A migrate that keeps every secret delivers none and says nothing
+// about the sink.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_sink_message_without_deliveries() {
+    let fixture = fixture().await;
+    // Without rules every key is its own use case and keeps its secret.
+    let config = fixture.config("");
+    let path = config.origin.to_str().unwrap();
+    let migrated = keyshift(&["migrate", "--config", path, "--yes"]).await;
+    assert_eq!(migrated.status.code(), Some(0), "{}", text(&migrated));
+    assert!(text(&migrated).contains("report: "), "{}", text(&migrated));
+    assert!(
+        !text(&migrated).contains("went to the"),
+        "{}",
+        text(&migrated)
+    );
+}
+
+// An unusable sink stops migrate with its cause said once, not repeated
+// by each error that wraps it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sink_error_is_said_once() {
+    use std::os::unix::fs::PermissionsExt;
+    let fixture = fixture().await;
+    let config = fixture.config("[[use_case]]\nname = \"ci\"\nmatch = \"^ci-\"\n");
+    let tokens = fixture.dir.path().join("tokens");
+    std::fs::create_dir(&tokens).unwrap();
+    std::fs::set_permissions(&tokens, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let path = config.origin.to_str().unwrap();
+    let out = keyshift(&["migrate", "--config", path, "--yes"]).await;
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let error = stderr.lines().find(|l| l.starts_with("error: ")).unwrap();
+    assert_eq!(error.matches("has mode 755").count(), 1, "{error}");
 }
