@@ -16,7 +16,7 @@ use crate::sink::Sink;
 #[derive(Debug, thiserror::Error)]
 pub enum SetupError {
     /// The CA file cannot be read.
-    #[error("cannot read grafana.ca_file {path}: {source}")]
+    #[error("cannot read grafana.ca_file {path}")]
     CaFile {
         /// The file.
         path: std::path::PathBuf,
@@ -31,7 +31,7 @@ pub enum SetupError {
     #[error(transparent)]
     Ledger(#[from] LedgerError),
     /// The ledger's directory cannot be created.
-    #[error("cannot create the ledger directory {path}: {source}")]
+    #[error("cannot create the ledger directory {path}")]
     LedgerDir {
         /// The directory.
         path: std::path::PathBuf,

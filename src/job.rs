@@ -36,7 +36,7 @@ pub enum JobError {
     #[error(transparent)]
     Resume(#[from] ResumeError),
     /// The sink cannot take secrets.
-    #[error("the token sink is not usable: {0}")]
+    #[error("the token sink is not usable")]
     Sink(#[from] crate::sink::SinkError),
 }
 

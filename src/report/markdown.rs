@@ -179,8 +179,10 @@ fn cell(text: &str) -> String {
 }
 
 /// Text for a list item: one line.
+// Text from Grafana may hold control characters: shown escaped, never
+// passed to a terminal or a Markdown renderer as they are.
 fn inline(text: &str) -> String {
-    text.replace(['\r', '\n'], " ")
+    crate::output::escape(&text.replace(['\r', '\n'], " ")).into_owned()
 }
 
 #[cfg(test)]
@@ -200,6 +202,16 @@ mod tests {
         let summary = text.find("## Summary").unwrap();
         assert!(human < summary);
         assert!(text.contains("rename or remove service account \"deploy\""));
+    }
+
+    // Control characters from Grafana's names reach no reader raw.
+    #[test]
+    fn control_characters_are_escaped() {
+        let mut report = sample(7);
+        report.orgs[0].use_cases[0].members[0].name = "evil\u{1b}[2Jname".into();
+        let text = render_markdown(&report);
+        assert!(!text.contains('\u{1b}'), "{text}");
+        assert!(text.contains("evil\\u{1b}[2Jname"), "{text}");
     }
 
     // The summary table and the org tables carry every member.
