@@ -81,7 +81,8 @@ async fn run_wires_reconcile_to_the_daemon() {
         load: Box::new(move || Config::load(&load_path)),
         signals: signal_rx,
         clock: Clock::system(),
-        notifier: Notifier::for_address(&socket, Some(Duration::from_secs(2))).unwrap(),
+        // Pings every 200 ms: several land in any run of this test, even a slow one.
+        notifier: Notifier::for_address(&socket, Some(Duration::from_millis(400))).unwrap(),
         metrics: metrics.clone(),
         now: Arc::new(move || clock_sim.now()),
     };
