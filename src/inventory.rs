@@ -243,9 +243,7 @@ pub async fn discover(client: &Client, filter: &OrgFilter) -> Result<Inventory, 
     for org in selected {
         inventories.push(discover_org(client, &capabilities, org).await?);
     }
-    let version = capabilities
-        .version
-        .map_or_else(|| "hidden".into(), |v| v.to_string());
+    let version = capabilities.version_label();
     info!(orgs = inventories.len(), %version, "estate discovered");
     Ok(Inventory {
         url: client.base_url().to_string(),

@@ -226,10 +226,7 @@ impl Job {
 
     pub(crate) async fn discover(&self) -> Result<Inventory, GrafanaError> {
         let inventory = inventory::discover(&self.client, &self.orgs).await?;
-        let version = inventory
-            .capabilities
-            .version
-            .map_or_else(|| "hidden".to_string(), |v| v.to_string());
+        let version = inventory.capabilities.version_label();
         if let Err(error) = self.ledger.bind_server(&inventory.url, &version) {
             // A ledger of another server must never be mixed in.
             return Err(GrafanaError::Unexpected {
@@ -305,10 +302,7 @@ impl Job {
             finished_at: Utc::now(),
             outcome,
             grafana_url: inventory.url.clone(),
-            grafana_version: inventory
-                .capabilities
-                .version
-                .map_or_else(|| "hidden".into(), |v| v.to_string()),
+            grafana_version: inventory.capabilities.version_label(),
             counts,
             orgs,
             findings: Vec::new(),

@@ -215,10 +215,7 @@ impl<'a> Pass<'a> {
 
     // Every org, in order; a stop request ends the pass between accounts.
     async fn estate(&mut self, inventory: &Inventory, stop: &StopToken) -> Result<(), JobError> {
-        let version = inventory
-            .capabilities
-            .version
-            .map_or_else(|| "hidden".to_string(), |v| v.to_string());
+        let version = inventory.capabilities.version_label();
         self.key_use_reported = inventory.capabilities.reports_key_last_used;
         for org in &inventory.orgs {
             self.org(org, &version, stop).await?;
@@ -309,10 +306,7 @@ impl<'a> Pass<'a> {
             finished_at: (self.rec.now)(),
             outcome,
             grafana_url: inventory.url.clone(),
-            grafana_version: inventory
-                .capabilities
-                .version
-                .map_or_else(|| "hidden".into(), |v| v.to_string()),
+            grafana_version: inventory.capabilities.version_label(),
             counts: Counts::tally(&[], &entries),
             orgs: Vec::new(),
             findings: entries,

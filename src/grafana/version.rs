@@ -116,6 +116,12 @@ impl Capabilities {
         }
     }
 
+    /// The version for messages and reports: "hidden" when unknown.
+    pub fn version_label(&self) -> String {
+        self.version
+            .map_or_else(|| "hidden".into(), |v| v.to_string())
+    }
+
     /// True for versions keyshift supports (9.1 on, or unknown).
     pub fn is_supported(&self) -> bool {
         self.version.is_none_or(|v| v >= Version::new(9, 1, 0))
