@@ -176,12 +176,22 @@ pub fn job(config: &Config, orgs: &[String], trigger: &str) -> Result<Job, Setup
     Ok(Job {
         client: client(config)?,
         ledger: Arc::new(ledger(config)?),
-        sink: Arc::new(Sink::from_config(&config.sink)),
+        sink: Arc::new(sink(config)),
         policy: policy(config),
         orgs: org_filter(config, orgs),
         concurrency: config.grafana.concurrency,
         trigger: trigger.to_string(),
     })
+}
+
+/// The token sink of the config. A command sink does not inherit the
+/// environment variable that holds keyshift's own Grafana secret.
+pub fn sink(config: &Config) -> Sink {
+    let secret_var = match &config.grafana.auth.credential().source {
+        crate::config::SecretSource::Env { var } => Some(var.clone()),
+        _ => None,
+    };
+    Sink::from_config(&config.sink).withholding(secret_var)
 }
 
 /// Where the sink puts secrets, for messages.

@@ -165,7 +165,7 @@ fn build(
     let job = crate::job::Job {
         client: app::client(config)?.with_observer(observer),
         ledger: ledger.clone(),
-        sink: Arc::new(crate::sink::Sink::from_config(&config.sink)),
+        sink: Arc::new(crate::app::sink(config)),
         policy: app::policy(config),
         orgs: app::org_filter(config, &[]),
         concurrency: config.grafana.concurrency,

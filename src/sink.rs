@@ -266,8 +266,19 @@ impl Sink {
             SinkConfig::Exec { command, timeout } => Sink::Exec(ExecSink {
                 command: command.clone(),
                 timeout: *timeout,
+                // systemd's notify socket is keyshift's alone.
+                withheld: vec!["NOTIFY_SOCKET".into()],
             }),
         }
+    }
+
+    /// Keeps these environment variables (e.g. the one holding the Grafana
+    /// password) from a command sink; a directory sink ignores them.
+    pub fn withholding(mut self, vars: impl IntoIterator<Item = String>) -> Sink {
+        if let Sink::Exec(exec) = &mut self {
+            exec.withheld.extend(vars);
+        }
+        self
     }
 
     /// Checks the sink can take deliveries, before any token is made.
@@ -443,6 +454,8 @@ fn create_temp(dir: &Path, name: &str) -> io::Result<(PathBuf, File)> {
 pub struct ExecSink {
     command: Vec<String>,
     timeout: Duration,
+    /// Environment variables the command must not inherit.
+    withheld: Vec<String>,
 }
 
 /// Most stderr kept for an error message.
@@ -512,6 +525,9 @@ impl ExecSink {
             // Its own process group, so a timeout kills the children too.
             .process_group(0)
             .kill_on_drop(true);
+        for var in &self.withheld {
+            command.env_remove(var);
+        }
         command.spawn()
     }
 }
@@ -798,6 +814,24 @@ mod tests {
         assert!(matches!(err, SinkError::TimedOut { .. }), "{err:?}");
         assert!(err.to_string().contains("started"), "{err}");
         assert!(started.elapsed() < Duration::from_secs(10));
+    }
+
+    // A withheld variable (the Grafana secret's) does not reach the command.
+    #[tokio::test]
+    async fn exec_does_not_inherit_withheld_variables() {
+        // A name no other test uses: setting it cannot disturb them.
+        std::env::set_var("KEYSHIFT_TEST_WITHHELD_SECRET", "hunter2");
+        let script = "test -z \"$KEYSHIFT_TEST_WITHHELD_SECRET\" || exit 3; cat >/dev/null";
+        let sink = exec_sink(script, Duration::from_secs(10));
+        let withheld = sink.withholding(["KEYSHIFT_TEST_WITHHELD_SECRET".to_string()]);
+        deliver(&withheld)
+            .await
+            .expect("the command did not see the variable");
+        let plain = exec_sink(script, Duration::from_secs(10));
+        assert!(
+            deliver(&plain).await.is_err(),
+            "without withholding it is inherited"
+        );
     }
 
     // A program that does not exist is a spawn error naming it.
