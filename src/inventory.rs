@@ -150,7 +150,15 @@ impl OrgInventory {
             .iter()
             .filter(|a| a.kind == AccountKind::Autogen)
             .flat_map(|a| {
-                a.tokens.items.iter().map(|token| SourceCredential {
+                // Only the converted key's own row; a token someone added to
+                // the account later is not a source credential.
+                let key_name = a
+                    .account
+                    .name
+                    .strip_prefix(AUTOGEN_PREFIX)
+                    .unwrap_or_default();
+                let rows = a.tokens.items.iter().filter(move |t| t.name == key_name);
+                rows.map(|token| SourceCredential {
                     key_id: token.id,
                     name: token.name.clone(),
                     role: a.account.role,
@@ -219,11 +227,26 @@ pub fn account_kind(account: &ServiceAccount) -> AccountKind {
             .is_some_and(|(org, rest)| org.parse::<i64>().is_ok() && rest.starts_with("extsvc-"));
     if account.is_external || account.name.starts_with("extsvc-") || managed_login {
         AccountKind::Managed
-    } else if account.name.starts_with(AUTOGEN_PREFIX) {
+    } else if account.name.starts_with(AUTOGEN_PREFIX) && is_autogen_login(login) {
         AccountKind::Autogen
     } else {
         AccountKind::Other
     }
+}
+
+/// True for a login Grafana gives the account it makes from a key:
+/// `sa-autogen-<org>-…`, or `sa-<org>-autogen-<org>-…` after the 10.4
+/// login rewrite. An account someone named `sa-autogen-…` by hand gets
+/// `sa-<org>-sa-autogen-…` or `sa-sa-autogen-…` instead, and is not one.
+fn is_autogen_login(login: &str) -> bool {
+    let login = login.to_ascii_lowercase();
+    if login.starts_with(AUTOGEN_PREFIX) {
+        return true;
+    }
+    let rewritten = login
+        .strip_prefix("sa-")
+        .and_then(|rest| rest.split_once('-'));
+    rewritten.is_some_and(|(org, rest)| org.parse::<i64>().is_ok() && rest.starts_with("autogen-"))
 }
 
 /// Reads the orgs that `filter` selects.
@@ -381,6 +404,20 @@ mod tests {
                 AccountKind::Autogen,
             ),
             ("ci", "sa-1-ci", false, AccountKind::Other),
+            (
+                "sa-autogen-ci",
+                "sa-1-autogen-1-ci",
+                false,
+                AccountKind::Autogen,
+            ),
+            // Named so by hand: Grafana gave it an ordinary login.
+            (
+                "sa-autogen-solo one",
+                "sa-3-sa-autogen-solo-one",
+                false,
+                AccountKind::Other,
+            ),
+            ("sa-autogen-x", "sa-sa-autogen-x", false, AccountKind::Other),
         ];
         for (name, login, external, want) in cases {
             assert_eq!(

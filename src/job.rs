@@ -324,16 +324,26 @@ fn merge(total: &mut Applied, pass: Applied) {
     total.writes += pass.writes;
     for (key, outcome) in pass.members {
         let entry = total.members.entry(key).or_insert(MemberOutcome::Unchanged);
-        // What a pass did wins over what a later pass left alone: a member
-        // that failed is not tried again, so "unchanged" must not hide it.
-        let replace =
-            is_progress(&outcome) || (!is_progress(entry) && outcome != MemberOutcome::Unchanged);
-        if replace {
+        // What a pass did wins over what a later pass left alone (a member
+        // that failed is not tried again, so "unchanged" must not hide
+        // it), and migrating it wins over parking it afterwards.
+        if weight(&outcome) > weight(entry) {
             *entry = outcome;
         }
     }
     total.stopped = total.stopped.take().or(pass.stopped);
     total.flags.extend(pass.flags);
+}
+
+// How much an outcome says about a member's run, for merging passes.
+fn weight(outcome: &MemberOutcome) -> u8 {
+    match outcome {
+        MemberOutcome::Unchanged => 0,
+        MemberOutcome::Skipped(_) | MemberOutcome::Conflict(_) => 1,
+        MemberOutcome::Failed(_) => 2,
+        MemberOutcome::Parked => 3,
+        MemberOutcome::Kept | MemberOutcome::Reissued => 4,
+    }
 }
 
 fn outcome(plan: &Plan, counts: &Counts, needs_human: &[String]) -> RunOutcome {

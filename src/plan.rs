@@ -379,10 +379,11 @@ impl Plan {
 /// Makes the plan.
 pub fn plan(inventory: &Inventory, known: &Known, policy: &Policy, now: DateTime<Utc>) -> Plan {
     let logins = inventory.logins();
+    let claimed = Default::default();
     let orgs = inventory
         .orgs
         .iter()
-        .map(|org| plan_org(inventory, org, known, policy, now, &logins));
+        .map(|org| plan_org(inventory, org, known, policy, now, &logins, &claimed));
     Plan {
         at: now,
         orgs: orgs.collect(),
@@ -396,6 +397,7 @@ fn plan_org(
     policy: &Policy,
     now: DateTime<Utc>,
     logins: &HashMap<String, (i64, i64)>,
+    claimed: &std::cell::RefCell<std::collections::HashSet<String>>,
 ) -> OrgPlan {
     let sources = sources(org, known);
     let mut groups: BTreeMap<String, (Option<Role>, Vec<SourceCredential>)> = BTreeMap::new();
@@ -414,7 +416,7 @@ fn plan_org(
         policy,
         now,
         logins,
-        claimed: Default::default(),
+        claimed,
     };
     let source_ids: std::collections::HashSet<i64> = sources.iter().map(|s| s.key_id).collect();
     let settled: Vec<&SettledCredential> = known
@@ -542,8 +544,9 @@ struct OrgContext<'a> {
     now: DateTime<Utc>,
     /// Every login on the server (lowercased), read once per plan.
     logins: &'a HashMap<String, (i64, i64)>,
-    /// Logins this plan's earlier use cases will create in the org.
-    claimed: std::cell::RefCell<std::collections::HashSet<String>>,
+    /// Logins this plan's earlier use cases will create, in every org:
+    /// before 10.4.1 logins are unique across the server.
+    claimed: &'a std::cell::RefCell<std::collections::HashSet<String>>,
 }
 
 impl OrgContext<'_> {
@@ -699,7 +702,7 @@ impl OrgContext<'_> {
                 "members have different roles ({}); name a role in the use-case rule",
                 roles
                     .iter()
-                    .map(|(r, names)| format!("{r}: {}", names.join(", ")))
+                    .map(|(r, names)| role_group(*r, names))
                     .collect::<Vec<_>>()
                     .join("; ")
             )),
@@ -773,15 +776,18 @@ impl OrgContext<'_> {
             Target::Adopt { id } => Some(*id),
             _ => None,
         };
+        // Names that differ only in case would be told apart by nobody, and
+        // from 10.4 they derive the same login.
+        let same = |other: &str| other.to_lowercase() == name.to_lowercase();
         let taken = self
             .org
             .accounts
             .iter()
-            .find(|a| a.account.name == name && Some(a.account.id) != adopted);
+            .find(|a| same(&a.account.name) && Some(a.account.id) != adopted);
         if let Some(taken) = taken {
             return Err(format!(
-                "name-taken: service account {} is already named {name:?} and is not keyshift's",
-                taken.account.id
+                "name-taken: service account {} is already named {:?} and is not keyshift's",
+                taken.account.id, taken.account.name
             ));
         }
         if *target == Target::New {
@@ -796,7 +802,7 @@ impl OrgContext<'_> {
             }
             if !self.claim(&login) {
                 return Err(format!(
-                    "login-taken: another use case of this org gets login {login:?}"
+                    "login-taken: another use case of this plan gets login {login:?}"
                 ));
             }
         }
@@ -853,10 +859,9 @@ impl OrgContext<'_> {
         // the list is full, such keys hide the rest. Grafana's per-key
         // migration moves one out of the list with its secret intact, as
         // Grafana 11.6 does to every key at startup.
-        // Expired keys are parked too (Grafana migrates them the same way);
-        // keys in conflict stay where they are, waiting for a decision.
-        let settled = self.known.progress(self.org_id(), source.key_id) == Progress::Migrated
-            || (matches!(member.action, Action::Skip(_)) && !deletable);
+        // Skipped keys are left untouched, as the policy says, and keys in
+        // conflict wait for a decision: only replaced keys move.
+        let settled = self.known.progress(self.org_id(), source.key_id) == Progress::Migrated;
         let parkable = legacy
             && self.org.keys_maybe_truncated
             && self.inventory.capabilities.has_key_migration
@@ -932,6 +937,15 @@ impl OrgContext<'_> {
         ));
         Some(limit)
     }
+}
+
+// "Editor: a, b" for a few names, "Viewer: 38, e.g. a, b, c" for many: a
+// conflict reason repeated on every member must stay short.
+fn role_group(role: Role, names: &[&str]) -> String {
+    if names.len() <= 3 {
+        return format!("{role}: {}", names.join(", "));
+    }
+    format!("{role}: {}, e.g. {}", names.len(), names[..3].join(", "))
 }
 
 // A new member of a use case that already has its account must share the
@@ -1167,6 +1181,19 @@ mod tests {
             .unwrap()
             .starts_with("name-taken: service account 9"));
         assert!(uc.steps.is_empty());
+    }
+
+    // A foreign account whose name differs only in case also blocks.
+    #[test]
+    fn name_taken_ignores_case() {
+        let inv = inventory(
+            "10.4.2",
+            vec![key(1, "mon", Role::Viewer, None)],
+            vec![account(9, "Mon", "sa-1-mon", vec![])],
+        );
+        let plan = plan(&inv, &Known::default(), &Policy::default(), now());
+        let conflict = only_use_case(&plan).conflict.clone().unwrap();
+        assert!(conflict.contains("already named \"Mon\""), "{conflict}");
     }
 
     // Role None is refused before 10.2 and accepted from it (FC-17).

@@ -399,3 +399,25 @@ async fn key_converted_during_discovery_is_planned_once() {
     assert_eq!(members.len(), 2, "{members:#?}");
     assert!(members.iter().all(|m| m.source == "autogen-token"));
 }
+
+// Before Grafana 10.4.1 a login is unique across the server: the same
+// new account name planned in two orgs is caught at plan time, not
+// refused by Grafana halfway.
+#[tokio::test]
+async fn same_new_account_in_two_orgs_before_10_4_1() {
+    let mut estate = EstateBuilder::orgs(3);
+    for org in 1..=3 {
+        estate.key(org, "solo one", Role::Viewer);
+    }
+    let mut fixture = Fixture::start(Profile::V9_5, estate.build()).await;
+    fixture.extra = "[migration]\nkeep_secrets = false\n".into();
+    let result = fixture.migrate("").await;
+    let c = &result.report.counts;
+    assert_eq!(
+        (c.done, c.conflicts, c.failed),
+        (1, 2, 0),
+        "{:?}",
+        result.report.needs_human
+    );
+    assert!(result.report.needs_human[0].contains("login-taken"));
+}
