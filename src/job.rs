@@ -457,7 +457,7 @@ fn member_report(
 ) -> MemberReport {
     use plan::Action;
     let done = applied.and_then(|a| a.members.get(&(org, member.key_id)));
-    let (action, mut status, mut detail) = match &member.action {
+    let (mut action, mut status, mut detail) = match &member.action {
         Action::Keep => ("keep secret", MemberStatus::Planned, String::new()),
         Action::Reissue => ("reissue token", MemberStatus::Planned, String::new()),
         Action::Unchanged(why) => ("none", MemberStatus::Unchanged, why.clone()),
@@ -468,21 +468,28 @@ fn member_report(
             conflict.unwrap_or(why).to_string(),
         ),
     };
+    // The final plan shows what is left; the run's outcome shows what was
+    // done, so it names the action too.
     if let Some(outcome) = done {
-        (status, detail) = match outcome {
-            MemberOutcome::Kept => (MemberStatus::Done, "secret kept".into()),
-            MemberOutcome::Reissued => (MemberStatus::Done, "token reissued and delivered".into()),
+        (action, status, detail) = match outcome {
+            MemberOutcome::Kept => ("keep secret", MemberStatus::Done, "secret kept".into()),
+            MemberOutcome::Reissued => (
+                "reissue token",
+                MemberStatus::Done,
+                "token reissued and delivered".into(),
+            ),
             MemberOutcome::Parked => (
+                "park",
                 MemberStatus::Done,
                 "moved into its own sa-autogen account to uncover keys hidden by the 100-key \
                  list cap; valid until cut-over"
                     .into(),
             ),
             MemberOutcome::Failed(why) if why.starts_with("insufficient-privilege") => {
-                (MemberStatus::Blocked, why.clone())
+                ("migrate", MemberStatus::Blocked, why.clone())
             }
-            MemberOutcome::Failed(why) => (MemberStatus::Failed, why.clone()),
-            _ => (status, detail),
+            MemberOutcome::Failed(why) => ("migrate", MemberStatus::Failed, why.clone()),
+            _ => (action, status, detail),
         };
     }
     let applied_flags = applied.and_then(|a| a.flags.get(&(org, member.key_id)));

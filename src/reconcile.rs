@@ -151,7 +151,7 @@ impl Reconciler {
             info!(settled, "settled calls an interrupted run left open");
         }
         let inventory = self.job.discover().await?;
-        let mut pass = Pass::new(self, run, started);
+        let mut pass = Pass::new(self, run, started, stop.clone());
         pass.estate(&inventory, stop).await?;
         pass.migrate_new(stop).await?;
         let report = pass.report(&inventory);
@@ -176,6 +176,8 @@ impl Reconciler {
 /// The state of one reconcile while it runs.
 pub(crate) struct Pass<'a> {
     rec: &'a Reconciler,
+    /// Set by SIGTERM: no write starts after it.
+    stop: StopToken,
     run: RunId,
     started: DateTime<Utc>,
     now: DateTime<Utc>,
@@ -190,9 +192,10 @@ pub(crate) struct Pass<'a> {
 }
 
 impl<'a> Pass<'a> {
-    fn new(rec: &'a Reconciler, run: RunId, started: DateTime<Utc>) -> Self {
+    fn new(rec: &'a Reconciler, run: RunId, started: DateTime<Utc>, stop: StopToken) -> Self {
         Pass {
             rec,
+            stop,
             run,
             started,
             now: started,
@@ -268,6 +271,11 @@ impl<'a> Pass<'a> {
         call: impl std::future::Future<Output = Result<T, GrafanaError>>,
         result: impl FnOnce(&T) -> serde_json::Value,
     ) -> Result<T, StepError> {
+        // A stop request lets the call in flight finish and starts no other.
+        if self.stop.is_stopping() {
+            self.stopped = true;
+            return Err(StepError::Stopped);
+        }
         self.writes += 1;
         let ledger = &self.job().ledger;
         recorded(ledger, self.run, org, kind, &subject, call, result).await

@@ -39,6 +39,14 @@ pub(super) enum TokenDrift {
     Expiring,
 }
 
+// A stop request ends the pass where it is; the report says so.
+fn stopped_is_done(result: Result<(), StepError>) -> Result<(), StepError> {
+    match result {
+        Err(StepError::Stopped) => Ok(()),
+        other => other,
+    }
+}
+
 impl Pass<'_> {
     pub(super) async fn org(
         &mut self,
@@ -54,10 +62,10 @@ impl Pass<'_> {
                 self.stopped = true;
                 return Ok(());
             }
-            self.account(org, account).await?;
+            stopped_is_done(self.account(org, account).await)?;
         }
         self.new_credentials(org)?;
-        self.cutover(org, version).await
+        stopped_is_done(self.cutover(org, version).await)
     }
 
     async fn account(

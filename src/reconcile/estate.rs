@@ -277,8 +277,10 @@ impl Pass<'_> {
             .filter(|i| new(self.findings[*i].kind))
             .collect();
         let repair = self.settings().reconcile.repair.new_credentials;
-        let wanted = self.settings().migrate_new
-            || (self.rec.repair && repair == NewCredentialsRepair::Migrate);
+        // Migrating is a repair: never without --repair (the daemon always
+        // has it), whichever of the two keys asks for it.
+        let wanted = self.rec.repair
+            && (self.settings().migrate_new || repair == NewCredentialsRepair::Migrate);
         if found.is_empty() || !wanted || stop.is_stopping() || self.stopped {
             return Ok(());
         }

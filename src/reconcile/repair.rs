@@ -11,9 +11,9 @@ use tracing::warn;
 use super::check::{subject, TokenDrift, Watched};
 use super::estate::OldRow;
 use super::{FindingKind, Pass};
-use crate::apply::StepError;
+use crate::apply::{find_migrated, StepError};
 use crate::grafana::wire::{Token, UpdateServiceAccount};
-use crate::grafana::{ErrorKind, NewToken, TokenCreated};
+use crate::grafana::{ErrorKind, GrafanaError, NewToken, TokenCreated};
 use crate::inventory::{AccountKind, OrgInventory};
 use crate::ledger::{
     CredentialLinks, CredentialRecord, CredentialState, OperationKind, ServiceAccountOrigin,
@@ -584,6 +584,17 @@ impl Pass<'_> {
                 let call = client.delete_api_key(org, key);
                 self.write(org, OperationKind::DeleteKey, subject, call, |_| json!({}))
                     .await?;
+                // Grafana 11.6+ may have converted the key since it was
+                // listed: the delete then finds nothing and the secret lives
+                // on as a token. Revoked only once it is gone everywhere.
+                let name = &credential.name;
+                if let Some((sa, holder)) = find_migrated(&client, org, key, name).await? {
+                    let what = format!(
+                        "key {key} was moved into {holder} (service account {sa}) during this \
+                         run; its token is revoked by the next reconcile"
+                    );
+                    return Err(StepError::Grafana(GrafanaError::Unexpected { org, what }));
+                }
                 return Ok(format!("legacy key {key} deleted"));
             }
             OldRow::Token(account, token) => (account, token),

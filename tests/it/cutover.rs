@@ -193,3 +193,42 @@ async fn disabled_account_blocks_revocation() {
     assert_eq!(blocked.len(), 2, "{:?}", result.findings);
     assert!(blocked.iter().all(|f| f.detail.contains("disabled")));
 }
+
+// Grafana 11.6 converting a key while reconcile runs: the delete finds no
+// key, the secret lives on as a token, so the credential is not recorded
+// as revoked; the next reconcile revokes the token and its account.
+#[tokio::test]
+async fn key_converted_during_cutover_is_not_called_revoked() {
+    let world = World::start(Profile::V11_6, None, estate(keys()), WHEN_UNUSED).await;
+    world.migrate().await;
+    let late = Mutation::CreateApiKey {
+        org: 1,
+        name: "ci-z".into(),
+        role: SimRole::Editor,
+        seconds_to_live: None,
+    };
+    let id = world.sim.mutate(late).unwrap().id.unwrap();
+    world.migrate().await;
+    world.sim.advance_clock(Duration::days(9));
+    world.sim.add_fault(grafana_sim::FaultRule {
+        method: Some("GET".into()),
+        route: Some("/api/auth/keys".into()),
+        action: grafana_sim::FaultAction::RestartAfter,
+        trigger: grafana_sim::Trigger::Once,
+    });
+    world.reconcile(false).await;
+    let state = |id| world.job.ledger.credential(1, id).unwrap().unwrap().state;
+    assert_ne!(
+        state(id),
+        CredentialState::Revoked,
+        "its secret still works"
+    );
+    assert!(world.row_exists(id), "the converted row is still there");
+
+    world.reconcile(false).await;
+    assert_eq!(state(id), CredentialState::Revoked);
+    assert!(
+        !world.row_exists(id),
+        "revoked means the secret no longer works"
+    );
+}

@@ -533,3 +533,36 @@ async fn rotation_that_cannot_help_is_not_made() {
     let after = world.job.ledger.credential(1, key_id).unwrap().unwrap();
     assert_eq!(after.replacement_token_id, before.replacement_token_id);
 }
+
+// Without --repair, reconcile changes nothing, even with
+// `migration.new_credentials = true` (the daemon always repairs).
+#[tokio::test]
+async fn new_credentials_are_migrated_only_with_repair() {
+    let world = migrated("[migration]\nnew_credentials = true\n").await;
+    world
+        .sim
+        .mutate(Mutation::CreateApiKey {
+            org: 1,
+            name: "ci-late".into(),
+            role: SimRole::Editor,
+            seconds_to_live: None,
+        })
+        .unwrap();
+    let writes = world.sim.write_count();
+    let report = world.reconcile(false).await;
+    assert_eq!(
+        world.sim.write_count(),
+        writes,
+        "reconcile without --repair wrote"
+    );
+    let new = report
+        .findings
+        .iter()
+        .find(|f| f.kind.as_str() == "new-legacy-key");
+    assert!(new.is_some_and(|f| f.repaired.is_none()));
+    world.reconcile(true).await;
+    assert!(
+        world.sim.write_count() > writes,
+        "with --repair the key is migrated"
+    );
+}
