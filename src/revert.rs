@@ -296,7 +296,16 @@ impl Revert {
                 sa,
                 name: account.name.clone(),
             }),
-            ServiceAccountOrigin::Adopted => self.plan_adopted(account, credentials, plan),
+            ServiceAccountOrigin::Adopted => {
+                // Tokens that stay besides the kept row: replacements whose
+                // originals are gone, or tokens keyshift did not make.
+                let others = remaining.iter().any(|t| {
+                    !credentials
+                        .iter()
+                        .any(|c| c.key_id == t.id && c.holder_sa_id == Some(sa))
+                });
+                self.plan_adopted(account, credentials, others, plan)
+            }
         }
         Ok(())
     }
@@ -307,12 +316,20 @@ impl Revert {
         &self,
         account: &ServiceAccountRecord,
         credentials: &[CredentialRecord],
+        others: bool,
         plan: &mut Plan,
     ) {
         let kept = credentials
             .iter()
             .find(|c| c.state == CredentialState::Kept && c.holder_sa_id == Some(account.sa_id));
         match (&self.target, kept) {
+            // Still serving tokens that stay: renamed and released, they
+            // would be the only credentials of their consumers, unwatched.
+            (Target::UseCase(_), Some(_)) if others => plan.notes.push(format!(
+                "service account {} ({}) stays keyshift's, under its name: it holds tokens \
+                 that stay",
+                account.sa_id, account.name
+            )),
             (Target::UseCase(_), Some(kept)) => {
                 let to = format!("{AUTOGEN_PREFIX}{}", kept.name);
                 plan.steps.push(Step::RenameAccount {

@@ -138,3 +138,37 @@ async fn revert_after_cutover_keeps_replacement() {
     assert_eq!(report.outcome, RunOutcome::Attention);
     assert_eq!(report.grafana_version, "11.3.1");
 }
+
+// An adopted account that holds a kept secret and a replacement whose
+// original was revoked stays keyshift's, under its name: renamed back
+// and released, that token would be its consumer's only credential,
+// watched by nobody.
+#[tokio::test]
+async fn revert_keeps_adopted_account_serving_replacements() {
+    let keys = vec![
+        key("ci-a", SimRole::Editor, Some(1), None),
+        key("ci-b", SimRole::Editor, Some(40), None),
+    ];
+    let extra = "[cutover]\npolicy = \"when-unused\"\nunused_for = \"7d\"\ngrace = \"1d\"\n";
+    let world = World::start(Profile::V11_3, None, estate(keys), extra).await;
+    world.migrate().await;
+    let ci = world.account_of("ci");
+    let ci_b = world.key_id("ci-b");
+    world.sim.advance_clock(chrono::Duration::days(9));
+    world.reconcile(false).await;
+    let revoked = world.job.ledger.credential(1, ci_b).unwrap().unwrap();
+    assert_eq!(revoked.state, CredentialState::Revoked);
+
+    revert(&world, Target::UseCase("ci".into()), false).await;
+
+    let name = world
+        .sim
+        .with_state(|s| s.service_account(1, ci).map(|a| a.name.clone()));
+    assert_eq!(name.as_deref(), Some("ci"), "the account was renamed back");
+    let owned = world.job.ledger.service_account(1, ci).unwrap().unwrap();
+    assert!(
+        owned.deleted_at.is_none(),
+        "keyshift stopped watching the account"
+    );
+    assert!(world.row_exists(revoked.replacement_token_id.unwrap()));
+}
