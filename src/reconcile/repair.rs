@@ -327,7 +327,7 @@ impl Pass<'_> {
     /// reissued. Returns the new token's id.
     async fn reissue(&mut self, r: Reissue<'_>) -> Result<i64, StepError> {
         let id = r.org.org.id;
-        let name = self.unique_name(r.org, &r.watched.name);
+        let name = self.unique_name(r.org, &r.watched.name, &r.sa.use_case, r.watched.key_id);
         let token = self
             .create_token(
                 r.org,
@@ -404,8 +404,16 @@ impl Pass<'_> {
     }
 
     // `<old name>-r<n>`, the first n free in the org (keys and tokens
-    // share one name space, FC-02).
-    fn unique_name(&self, org: &OrgInventory, old: &str) -> String {
+    // share one name space, FC-02). A kept credential's own row carries
+    // the original key name: its replacement gets keyshift's form,
+    // `<prefix>-<use case>-<key id>`, rather than a name near a foreign one.
+    fn unique_name(&self, org: &OrgInventory, old: &str, use_case: &str, key_id: i64) -> String {
+        let prefix = &self.job().policy.token_prefix;
+        let ours = old.starts_with(&format!("{prefix}-"));
+        let old = match ours {
+            true => old.to_string(),
+            false => crate::plan::token_name(prefix, use_case, key_id),
+        };
         let names = org.credential_names();
         let owned: Vec<String> = self
             .job()
@@ -415,9 +423,11 @@ impl Pass<'_> {
             .into_iter()
             .map(|t| t.name)
             .collect();
-        let base = strip_round(old);
-        (1..)
-            .map(|n| format!("{base}-r{n}"))
+        let base = strip_round(&old).to_string();
+        let first = (!ours).then(|| base.clone());
+        first
+            .into_iter()
+            .chain((1..).map(|n| format!("{base}-r{n}")))
             .find(|n| !names.contains(n.as_str()) && !owned.contains(n))
             .expect("some round number is free")
     }
