@@ -180,6 +180,17 @@ fn clear_earlier_rehearsal(dir: &Path) -> Result<()> {
         }
         ours.push(path);
     }
+    // Only a directory an earlier rehearsal wrote, config included, is
+    // cleared: a ledger, reports or tokens without it may be a real
+    // state directory, whose secrets exist nowhere else.
+    let marked = dir.join("config.toml").is_file();
+    if !ours.is_empty() && !marked {
+        anyhow::bail!(
+            "{} holds a ledger, reports or tokens but no rehearsal config: it may be a real \
+             state directory; give --dir an empty or new directory",
+            dir.display()
+        );
+    }
     for path in ours {
         let removed = if path.is_dir() {
             std::fs::remove_dir_all(&path)
