@@ -266,8 +266,9 @@ impl Sink {
             SinkConfig::Exec { command, timeout } => Sink::Exec(ExecSink {
                 command: command.clone(),
                 timeout: *timeout,
-                // systemd's notify socket is keyshift's alone.
-                withheld: vec!["NOTIFY_SOCKET".into()],
+                // systemd's notify socket is keyshift's alone, and its
+                // credentials directory holds the Grafana secret.
+                withheld: vec!["NOTIFY_SOCKET".into(), "CREDENTIALS_DIRECTORY".into()],
             }),
         }
     }

@@ -65,13 +65,14 @@ pub fn init_with_level(
 
 /// Filter directives: warn for everyone, the chosen level for keyshift.
 pub fn default_directives(base: LevelFilter, verbosity: u8) -> String {
-    let from_flags = match verbosity {
-        0 => LevelFilter::INFO,
-        1 => LevelFilter::DEBUG,
+    // Without -v the config's level stands, quieter than info included;
+    // each -v asks for more, and the more verbose of the two wins
+    // (LevelFilter orders by verbosity).
+    let level = match verbosity {
+        0 => base,
+        1 => base.max(LevelFilter::DEBUG),
         _ => LevelFilter::TRACE,
     };
-    // LevelFilter orders by verbosity: the more verbose of the two wins.
-    let level = base.max(from_flags);
     format!("warn,keyshift={level}")
 }
 
@@ -126,6 +127,8 @@ mod tests {
             default_directives(LevelFilter::WARN, 1),
             "warn,keyshift=debug"
         );
+        // The config can make keyshift quieter than info.
+        assert_eq!(default_directives(LevelFilter::ERROR, 0), "warn,keyshift=error");
     }
 
     // Under systemd lines carry no timestamp and no colour.
