@@ -254,6 +254,19 @@ fn is_autogen_login(login: &str) -> bool {
 /// # Errors
 /// When a listing fails; the caller decides whether the run stops.
 pub async fn discover(client: &Client, filter: &OrgFilter) -> Result<Inventory, GrafanaError> {
+    discover_until(client, filter, &|| false).await
+}
+
+/// Like [`discover`], but reads no further org once `stop` says so: the
+/// inventory is then partial, and the caller must not judge from it.
+///
+/// # Errors
+/// When a listing fails.
+pub async fn discover_until(
+    client: &Client,
+    filter: &OrgFilter,
+    stop: &(dyn Fn() -> bool + Sync),
+) -> Result<Inventory, GrafanaError> {
     let (orgs, scope) = reachable_orgs(client).await?;
     let unmatched = filter.unmatched(&orgs);
     if !unmatched.is_empty() {
@@ -264,6 +277,10 @@ pub async fn discover(client: &Client, filter: &OrgFilter) -> Result<Inventory, 
     let capabilities = client.capabilities(first).await?;
     let mut inventories = Vec::with_capacity(selected.len());
     for org in selected {
+        if stop() {
+            info!(org = org.id, "discovery stopped on request");
+            break;
+        }
         inventories.push(discover_org(client, &capabilities, org).await?);
     }
     let version = capabilities.version_label();

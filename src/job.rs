@@ -225,7 +225,15 @@ impl Job {
     }
 
     pub(crate) async fn discover(&self) -> Result<Inventory, GrafanaError> {
-        let inventory = inventory::discover(&self.client, &self.orgs).await?;
+        self.discover_until(&|| false).await
+    }
+
+    /// Discovers, reading no further org once `stop` says so.
+    pub(crate) async fn discover_until(
+        &self,
+        stop: &(dyn Fn() -> bool + Sync),
+    ) -> Result<Inventory, GrafanaError> {
+        let inventory = inventory::discover_until(&self.client, &self.orgs, stop).await?;
         let version = inventory.capabilities.version_label();
         if let Err(error) = self.ledger.bind_server(&inventory.url, &version) {
             // A ledger of another server must never be mixed in.

@@ -150,7 +150,9 @@ impl Reconciler {
         if settled > 0 {
             info!(settled, "settled calls an interrupted run left open");
         }
-        let inventory = self.job.discover().await?;
+        // A stop request ends discovery between orgs; the pass that
+        // follows then stops at once and reports where.
+        let inventory = self.job.discover_until(&|| stop.is_stopping()).await?;
         let mut pass = Pass::new(self, run, started, stop.clone());
         pass.estate(&inventory, stop).await?;
         pass.migrate_new(stop).await?;

@@ -128,7 +128,10 @@ mod tests {
             "warn,keyshift=debug"
         );
         // The config can make keyshift quieter than info.
-        assert_eq!(default_directives(LevelFilter::ERROR, 0), "warn,keyshift=error");
+        assert_eq!(
+            default_directives(LevelFilter::ERROR, 0),
+            "warn,keyshift=error"
+        );
     }
 
     // Under systemd lines carry no timestamp and no colour.

@@ -84,12 +84,23 @@ async fn rehearse_refuses_a_foreign_directory() {
     let state = tempfile::tempdir().unwrap();
     std::fs::write(state.path().join("ledger.sqlite"), "real").unwrap();
     std::fs::create_dir(state.path().join("tokens")).unwrap();
-    std::fs::write(state.path().join("tokens").join("org1-ks-ci-1.json"), "secret").unwrap();
+    std::fs::write(
+        state.path().join("tokens").join("org1-ks-ci-1.json"),
+        "secret",
+    )
+    .unwrap();
     let refused = within("rehearsal", run(&args("11.5", state.path()))).await;
     let err = refused.expect_err("a state directory is refused");
     assert!(format!("{err:#}").contains("state directory"), "{err:#}");
-    assert!(state.path().join("tokens").join("org1-ks-ci-1.json").exists());
-    assert_eq!(std::fs::read_to_string(state.path().join("ledger.sqlite")).unwrap(), "real");
+    assert!(state
+        .path()
+        .join("tokens")
+        .join("org1-ks-ci-1.json")
+        .exists());
+    assert_eq!(
+        std::fs::read_to_string(state.path().join("ledger.sqlite")).unwrap(),
+        "real"
+    );
 }
 
 // The rehearsal's heading names the version the simulator reports, not
