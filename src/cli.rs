@@ -228,8 +228,10 @@ async fn migrate(cli: &Cli, args: &MigrateArgs) -> Result<Exit> {
     let config = load(cli)?;
     let job = app::job(&config, &args.selection.orgs, "cli")?;
     let preview = job.plan().await?;
+    // The preview is a plan run of its own: it gets its report too.
+    let preview_path = app::reports(&config).write(&preview.report)?;
     if !preview.plan.has_changes() {
-        let path = app::reports(&config).write(&preview.report)?;
+        let path = preview_path;
         print_result(&preview, args.selection.format)?;
         eprintln!("report: {}", path.display());
         eprintln!("nothing to migrate");
