@@ -41,24 +41,10 @@ impl Pass<'_> {
             ..Default::default()
         };
         let subject = json!({"id": sa.sa_id, "to": sa.name});
-        let client = self.job().client.clone();
-        let call = client.update_service_account(org, sa.sa_id, &update);
-        let done = self
-            .write(
-                org,
-                OperationKind::RenameServiceAccount,
-                subject,
-                call,
-                |_| json!({}),
-            )
-            .await;
-        self.settle(
-            finding,
-            org,
-            sa,
-            done,
-            format!("renamed back to {:?}", sa.name),
-        )
+        let what = format!("renamed back to {:?}", sa.name);
+        let kind = OperationKind::RenameServiceAccount;
+        self.patch_account(finding, org, sa, &update, kind, subject, what)
+            .await
     }
 
     pub(super) async fn fix_role(
@@ -72,24 +58,10 @@ impl Pass<'_> {
             ..Default::default()
         };
         let subject = json!({"id": sa.sa_id, "role": sa.role});
-        let client = self.job().client.clone();
-        let call = client.update_service_account(org, sa.sa_id, &update);
-        let done = self
-            .write(
-                org,
-                OperationKind::UpdateServiceAccountRole,
-                subject,
-                call,
-                |_| json!({}),
-            )
-            .await;
-        self.settle(
-            finding,
-            org,
-            sa,
-            done,
-            format!("role set back to {}", sa.role),
-        )
+        let what = format!("role set back to {}", sa.role);
+        let kind = OperationKind::UpdateServiceAccountRole;
+        self.patch_account(finding, org, sa, &update, kind, subject, what)
+            .await
     }
 
     pub(super) async fn reenable(
@@ -103,24 +75,28 @@ impl Pass<'_> {
             ..Default::default()
         };
         let subject = json!({"id": sa.sa_id});
+        let what = "re-enabled (reconcile.reenable_disabled)".to_string();
+        let kind = OperationKind::EnableServiceAccount;
+        self.patch_account(finding, org, sa, &update, kind, subject, what)
+            .await
+    }
+
+    // One recorded PATCH of an owned account, settled as a repair.
+    #[allow(clippy::too_many_arguments)] // each is one fact of the repair
+    async fn patch_account(
+        &mut self,
+        finding: usize,
+        org: i64,
+        sa: &ServiceAccountRecord,
+        update: &UpdateServiceAccount<'_>,
+        kind: OperationKind,
+        subject: serde_json::Value,
+        what: String,
+    ) -> Result<(), StepError> {
         let client = self.job().client.clone();
-        let call = client.update_service_account(org, sa.sa_id, &update);
-        let done = self
-            .write(
-                org,
-                OperationKind::EnableServiceAccount,
-                subject,
-                call,
-                |_| json!({}),
-            )
-            .await;
-        self.settle(
-            finding,
-            org,
-            sa,
-            done,
-            "re-enabled (reconcile.reenable_disabled)",
-        )
+        let call = client.update_service_account(org, sa.sa_id, update);
+        let done = self.write(org, kind, subject, call, |_| json!({})).await;
+        self.settle(finding, org, sa, done, what)
     }
 
     // Records a repair's outcome; only fatal errors end the run.
