@@ -325,11 +325,16 @@ impl Revert {
         match (&self.target, kept) {
             // Still serving tokens that stay: renamed and released, they
             // would be the only credentials of their consumers, unwatched.
-            (Target::UseCase(_), Some(_)) if others => plan.notes.push(format!(
-                "service account {} ({}) stays keyshift's, under its name: it holds tokens \
-                 that stay",
-                account.sa_id, account.name
-            )),
+            (Target::UseCase(_), Some(kept)) if others => {
+                // The kept secret stays in the use case's account: still kept.
+                plan.steps
+                    .retain(|s| !matches!(s, Step::Mark { key, .. } if *key == kept.key_id));
+                plan.notes.push(format!(
+                    "service account {} ({}) stays keyshift's, under its name: it holds \
+                     tokens that stay",
+                    account.sa_id, account.name
+                ));
+            }
             (Target::UseCase(_), Some(kept)) => {
                 let to = format!("{AUTOGEN_PREFIX}{}", kept.name);
                 plan.steps.push(Step::RenameAccount {

@@ -171,4 +171,15 @@ async fn revert_keeps_adopted_account_serving_replacements() {
         "keyshift stopped watching the account"
     );
     assert!(world.row_exists(revoked.replacement_token_id.unwrap()));
+    let kept = world
+        .job
+        .ledger
+        .credential(1, world.key_id("ci-a"))
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        kept.state,
+        CredentialState::Kept,
+        "its secret is still in the account"
+    );
 }
