@@ -286,14 +286,17 @@ impl Pass<'_> {
         }
         let migrated = self.job().migrate(None).await?;
         self.writes += migrated.writes;
-        let note = format!("migrated by run {}", migrated.report.run_id);
+        let note = format!(
+            "handed to migrate run {}; its report says what was done",
+            migrated.report.run_id
+        );
         for i in found {
             if self.findings[i].kind != FindingKind::ConvertedByGrafana {
                 self.repaired(i, note.clone());
             }
         }
         self.notes.push(format!(
-            "new credentials were migrated by run {} ({})",
+            "new credentials were handed to migrate run {} ({})",
             migrated.report.run_id, migrated.report.outcome
         ));
         self.nested.push(migrated.report);

@@ -143,7 +143,8 @@ fn heading(severity: Severity) -> &'static str {
 
 fn actions(out: &mut String, r: &RunReport) {
     if r.actions.is_empty() {
-        out.push_str("## Actions taken\n\nNo change was made to Grafana.\n\n");
+        // Runs this one started (a reconcile's migration) say theirs.
+        out.push_str("## Actions taken\n\nThis run itself made no change to Grafana.\n\n");
         return;
     }
     out.push_str("## Actions taken\n\n| time | org | action | subject | result |\n");
@@ -251,6 +252,6 @@ mod tests {
         report.actions.clear();
         let text = render_markdown(&report);
         assert!(!text.contains("Needs a human"));
-        assert!(text.contains("No change was made to Grafana."));
+        assert!(text.contains("This run itself made no change to Grafana."));
     }
 }
