@@ -30,7 +30,7 @@ pub struct RehearseArgs {
     /// [default: a new directory under the system's temporary directory]
     #[arg(long, value_name = "DIR")]
     pub dir: Option<PathBuf>,
-    /// Output format of the plans [default: table]
+    /// Output format of the plans
     #[arg(long, value_enum, default_value = "table")]
     pub format: Format,
 }

@@ -1,9 +1,7 @@
 //! A simulated Grafana, a config and a migrated estate for flow tests.
 
-use std::future::Future;
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
 
 use chrono::Utc;
 use grafana_sim::estate::{EstateKey, EstateOrg};
@@ -14,12 +12,7 @@ use keyshift::job::Job;
 use keyshift::reconcile::{ReconcileResult, Reconciler};
 use tempfile::TempDir;
 
-/// Fails the test with `what` when `fut` takes longer than 60 s.
-pub async fn within<T>(what: &str, fut: impl Future<Output = T>) -> T {
-    tokio::time::timeout(Duration::from_secs(60), fut)
-        .await
-        .unwrap_or_else(|_| panic!("timed out: {what}"))
-}
+pub use crate::support::within;
 
 /// A key of org 1, last used `used_days` ago, expiring in `expires_days`.
 pub fn key(
